@@ -1,0 +1,45 @@
+"""rationale-curator: curate chain-of-thought rationales through pluggable filters.
+
+``from curator import hookimpl`` is all a plugin needs from this module to
+register itself; filters subclass :class:`curator.Filter`, tasks
+:class:`curator.Task`. Nothing here imports torch, transformers or openai.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from curator.errors import CuratorError, MissingDependency
+from curator.filter import (
+    Filter,
+    FilterContext,
+    ScoreColumns,
+    Selection,
+    check_percent,
+    keep_by_threshold,
+    percentile_threshold,
+    select_option,
+)
+from curator.hookspecs import hookimpl
+from curator.task import Task
+
+try:
+    __version__ = version("rationale-curator")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "CuratorError",
+    "Filter",
+    "FilterContext",
+    "MissingDependency",
+    "ScoreColumns",
+    "Selection",
+    "Task",
+    "__version__",
+    "check_percent",
+    "hookimpl",
+    "keep_by_threshold",
+    "percentile_threshold",
+    "select_option",
+]

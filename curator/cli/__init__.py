@@ -1,0 +1,61 @@
+"""The ``curator`` command: a group whose subcommands are imported only when run.
+
+Each subcommand lives in its own module, so ``curator plugins`` or
+``curator --help`` never pays for torch or openai. Bad input surfaces as a
+:class:`curator.CuratorError` and becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+
+import click
+
+from curator import __version__
+from curator.errors import CuratorError
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "generate": ("curator.cli.generate", "generate"),
+    "build": ("curator.cli.build", "build"),
+    "train": ("curator.cli.train", "train"),
+    "eval": ("curator.cli.evaluate", "evaluate"),
+    "compare": ("curator.cli.compare", "compare"),
+    "export": ("curator.cli.export", "export"),
+    "plugins": ("curator.cli.plugins", "plugins"),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name, (module, _) in COMMANDS.items() if importlib.util.find_spec(module)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[cmd_name]
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="rationale-curator")
+def cli() -> None:
+    """Curate chain-of-thought rationales: generate, filter, train, evaluate, compare."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: exit 0 on success, 1 for recorded failures, 2 for bad input."""
+    try:
+        cli.main(args=argv, prog_name="curator", standalone_mode=False)
+    except CuratorError as exc:
+        click.echo(f"curator: error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("curator: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
