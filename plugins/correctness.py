@@ -1,1 +1,30 @@
-"""Placeholder: implemented in its issue."""
+"""``correctness`` (Fine-tune-CoT): keep rows whose answer equals the reference.
+
+The incorrect rows are the negative set that Dust into Gold trains on; they
+go to ``rejected.parquet`` with ``dropped_by = correctness`` (and to their own
+file with the recipe's ``rejected_by_step: true``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from curator import Filter, Selection, hookimpl
+
+
+@dataclass(kw_only=True)
+class Correctness(Filter):
+    name = "correctness"
+    columns = ("correct",)
+    requires = ("reference",)
+
+    def score(self, batch, context):
+        return {"correct": context.task.equal_batch(batch.column("answer"), batch.column("reference"))}
+
+    def select(self, batch, stats):
+        return Selection(keep=batch.column("correct"))
+
+
+@hookimpl
+def register_filters(register):
+    register(Correctness)

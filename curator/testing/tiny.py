@@ -31,13 +31,19 @@ def arithmetic_corpus(lines: int = 400, seed: int = 0) -> list[str]:
     return out
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 512):
-    """A byte-level BPE ``PreTrainedTokenizerFast`` trained on ``texts``."""
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 512, *, split_digits: bool = False):
+    """A byte-level BPE ``PreTrainedTokenizerFast`` trained on ``texts``.
+
+    ``split_digits`` spells every number digit by digit, as Llama 2 and Qwen
+    vocabularies do, so code that reads numbers from tokens meets both kinds.
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    digits = pre_tokenizers.Digits(individual_digits=True)
+    tok.pre_tokenizer = pre_tokenizers.Sequence([digits, byte_level]) if split_digits else byte_level
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -105,4 +111,22 @@ def build_tiny_classifier(path: str | Path, *, tokenizer=None, seed: int = 0, **
     config = tiny_llama_config(len(tokenizer), num_labels=1, **config_overrides)
     LlamaForSequenceClassification(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
+    return path
+
+
+def build_tiny_lora(base: str | Path, path: str | Path, *, seed: int = 0, r: int = 4) -> Path:
+    """Save a LoRA adapter for the model at ``base`` with random (not zero) weights.
+
+    PEFT starts B at zero, which would make the adapter a no-op; random B
+    makes the adapted model really differ from its base, as a trained one would.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    path = Path(path)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    config = LoraConfig(r=r, lora_alpha=2 * r, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False)
+    get_peft_model(model, config).save_pretrained(path)
     return path

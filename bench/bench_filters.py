@@ -1,0 +1,146 @@
+"""Model-free curation throughput and memory: curator vs HF ``datasets``, same data, same run.
+
+Synthetic candidates (4-16 per question, rationales drawn from the real GPT-3
+GSM8K solutions shipped in examples/, final answers varied per group) go
+through answer parsing + correctness + majority_vote + entropy, once with
+``curator build`` and once written the obvious good way with ``datasets``
+(batched ``map``/``filter``, per-row parsing with the same task). Then peak
+RSS of a build at 1M and 4M rows, each in a fresh process.
+
+    python bench/bench_filters.py [--rows 1000000] [--big-rows 4000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "gsm8k" / "candidates.jsonl"
+
+
+def write_candidates(path: Path, rows: int, seed: int = 0) -> None:
+    """Stream synthetic GSM8K-like candidates to Parquet without holding them all."""
+    rng = np.random.default_rng(seed)
+    pool = [json.loads(line)["rationale"].rsplit("\nA:", 1)[0] for line in EXAMPLE.open()]
+    pool_array = pa.array(pool)
+    schema = pa.schema([("id", pa.string()), ("question", pa.string()), ("rationale", pa.string()),
+                        ("reference", pa.string()), ("sample", pa.int32())])
+    written, group = 0, 0
+    with pq.ParquetWriter(path, schema) as writer:
+        while written < rows:
+            sizes = rng.integers(4, 17, 20000)
+            sizes = sizes[: np.searchsorted(np.cumsum(sizes), rows - written, side="right") + 1]
+            n = int(sizes.sum())
+            gids = np.repeat(np.arange(group, group + len(sizes)), sizes)
+            sample = np.concatenate([np.arange(s) for s in sizes]).astype(np.int32)
+            truth = rng.integers(1, 500, len(sizes))
+            noise = rng.random(n)
+            answer = np.where(noise < 0.6, truth[gids - group], rng.integers(1, 500, n))
+            text = pc.binary_join_element_wise(
+                pool_array.take(pa.array(rng.integers(0, len(pool), n))),
+                pa.array([f"\nA: {a}" for a in answer]), "")
+            ids = pa.array([f"q{g}" for g in gids])
+            writer.write_table(pa.table({
+                "id": ids, "question": pc.binary_join_element_wise(pa.scalar("Question "), ids, ""),
+                "rationale": text, "reference": pa.array(truth[gids - group].astype(str)), "sample": sample,
+            }, schema=schema))
+            written += n
+            group += len(sizes)
+
+
+RECIPE = ["correctness", "majority_vote", {"entropy": {"threshold": 0.7}}]
+
+
+def run_curator(path: Path, work: Path) -> tuple[float, int]:
+    from curator.engine import run_build
+    from curator.recipe import parse_recipe
+
+    recipe = parse_recipe({"input": str(path), "task": "gsm8k", "filters": RECIPE, "output": str(work / "out"),
+                           "cache": str(work / "cache")}, base_dir=work)
+    started = time.perf_counter()
+    result = run_build(recipe, progress=False)
+    return time.perf_counter() - started, result.manifest["rows_out"]
+
+
+def run_datasets(path: Path, work: Path) -> tuple[float, int]:
+    import datasets
+
+    from curator.plugins import get_registry
+
+    datasets.disable_progress_bars()
+    task = get_registry().task("gsm8k")
+    started = time.perf_counter()
+    ds = datasets.Dataset.from_parquet(str(path), cache_dir=str(work / "hf"))
+    ds = ds.map(lambda b: {"answer": [task.extract(t) for t in b["rationale"]],
+                           "reference": [task.normalize_reference(r) for r in b["reference"]]}, batched=True)
+    ds = ds.map(lambda b: {"correct": [task.equal(a, r) for a, r in zip(b["answer"], b["reference"])]}, batched=True)
+    ds = ds.filter(lambda b: b["correct"], batched=True)
+    by_id: dict[str, Counter] = {}
+    for batch in ds.select_columns(["id", "answer"]).iter(batch_size=65536):
+        for i, a in zip(batch["id"], batch["answer"]):
+            if a is not None:
+                by_id.setdefault(i, Counter())[a] += 1
+    vote = {i: c.most_common(1)[0][0] for i, c in by_id.items()}
+    entropy = {i: -sum(n / sum(c.values()) * math.log(n / sum(c.values())) for n in c.values())
+               for i, c in by_id.items()}
+    ds = ds.map(lambda b: {"vote_answer": [vote.get(i) for i in b["id"]],
+                           "answer_entropy": [entropy.get(i) for i in b["id"]]}, batched=True)
+    ds = ds.filter(lambda b: [a == v for a, v in zip(b["answer"], b["vote_answer"])], batched=True)
+    ds = ds.filter(lambda b: [h is not None and h < 0.7 for h in b["answer_entropy"]], batched=True)
+    ds.to_parquet(str(work / "hf_curated.parquet"))
+    return time.perf_counter() - started, ds.num_rows
+
+
+def peak_rss_of_build(path: Path) -> float:
+    """Peak RSS (MiB) of a fresh process that runs the build."""
+    here = str(Path(__file__).parent)
+    code = (f"import resource, sys, tempfile, pathlib; sys.path.insert(0, {here!r}); import bench_filters as b; "
+            f"w = pathlib.Path(tempfile.mkdtemp()); b.run_curator(pathlib.Path({str(path)!r}), w); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--big-rows", type=int, default=4_000_000)
+    parser.add_argument("--skip-memory", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        data = work / "candidates.parquet"
+        write_candidates(data, args.rows)
+        rows = pq.read_metadata(data).num_rows
+        ours, kept = run_curator(data, work / "curator")
+        theirs, kept_hf = run_datasets(data, work / "datasets")
+        print(f"rows: {rows}")
+        print(f"curator build : {rows / ours:,.0f} rows/s ({ours:.1f} s, {kept} kept)")
+        print(f"HF datasets   : {rows / theirs:,.0f} rows/s ({theirs:.1f} s, {kept_hf} kept)")
+        print(f"speed-up      : {theirs / ours:.2f}x (target >= 3x)")
+        if kept != kept_hf:
+            print(f"WARNING: kept rows differ ({kept} vs {kept_hf})")
+        if args.skip_memory:
+            return
+        big = work / "big.parquet"
+        write_candidates(big, args.big_rows, seed=1)
+        small_rss, big_rss = peak_rss_of_build(data), peak_rss_of_build(big)
+        print(f"peak RSS      : {small_rss:.0f} MiB at {rows:,} rows, {big_rss:.0f} MiB at "
+              f"{pq.read_metadata(big).num_rows:,} rows: ratio {big_rss / small_rss:.2f} (target <= 1.3)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""``curator build RECIPE``: run a recipe's filters and write the split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("recipe", type=click.Path(path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe key by dotted path, e.g. filters.0.entropy.threshold=0.5.")
+@click.option("--output", type=click.Path(path_type=Path), help="Output folder (overrides the recipe's).")
+@click.option("--progress/--no-progress", default=True, help="Progress bar on stderr (on a terminal).")
+def build(recipe: Path, overrides: tuple[str, ...], output: Path | None, progress: bool) -> None:
+    """Run RECIPE: curated.parquet, rejected.parquet and manifest.json in the output folder."""
+    from curator.engine import run_build
+    from curator.recipe import load_recipe
+
+    result = run_build(load_recipe(recipe, overrides), output_dir=output, progress=progress)
+    manifest = result.manifest
+    steps = ", ".join(f"{s['step']} {s['rows_in']}→{s['rows_kept']}" for s in manifest["steps"])
+    click.echo(
+        f"{manifest['rows_in']} rows in, {manifest['rows_out']} kept, {manifest['rows_rejected']} rejected"
+        f"{' (' + steps + ')' if steps else ''} → {result.output_dir}"
+    )

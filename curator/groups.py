@@ -1,0 +1,104 @@
+"""Vectorised statistics over the groups of a batch (all candidates of a question).
+
+Filters that look at a question's whole answer distribution (voting, entropy)
+share these kernels, so none of them loops over rows in Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+def group_starts(ids: pa.Array) -> np.ndarray:
+    """Row indices where a new group begins (always includes 0 for a non-empty batch)."""
+    n = len(ids)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    changed = pc.not_equal(ids.slice(1), ids.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+    return np.concatenate(([0], np.flatnonzero(changed) + 1)).astype(np.int64)
+
+
+def group_index(ids: pa.Array) -> np.ndarray:
+    """The group number (0, 1, ...) of every row, for contiguous groups."""
+    starts = group_starts(ids)
+    index = np.zeros(len(ids), dtype=np.int64)
+    index[starts[1:]] = 1
+    return np.cumsum(index)
+
+
+@dataclass(frozen=True)
+class AnswerDistribution:
+    """How often each parsable answer occurs in each group of a batch.
+
+    One entry per distinct (group, answer): ``group``, ``code`` (index into
+    ``answers``), ``mass`` (count, or summed vote weight) and ``first`` (row of
+    its first occurrence, for tie-breaking).
+    """
+
+    row_group: np.ndarray
+    row_code: np.ndarray
+    answers: pa.Array
+    group: np.ndarray
+    code: np.ndarray
+    mass: np.ndarray
+    first: np.ndarray
+    num_groups: int
+
+    @classmethod
+    def of(cls, ids: pa.Array, answers: pa.Array, weights: np.ndarray | None = None) -> AnswerDistribution:
+        row_group = group_index(ids)
+        num_groups = int(row_group[-1]) + 1 if len(row_group) else 0
+        if isinstance(answers, pa.ChunkedArray):
+            answers = answers.combine_chunks()
+        encoded = pc.dictionary_encode(answers)
+        row_code = encoded.indices.fill_null(-1).to_numpy().astype(np.int64)
+        rows = np.flatnonzero(row_code >= 0)
+        width = max(len(encoded.dictionary), 1)
+        keys = row_group[rows] * width + row_code[rows]
+        unique, first_index, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        mass = np.bincount(inverse, weights=None if weights is None else weights[rows], minlength=len(unique))
+        return cls(
+            row_group=row_group,
+            row_code=row_code,
+            answers=encoded.dictionary,
+            group=unique // width,
+            code=unique % width,
+            mass=mass.astype(np.float64),
+            first=rows[first_index],
+            num_groups=num_groups,
+        )
+
+    def group_total(self) -> np.ndarray:
+        """Total mass of parsable answers per group."""
+        return np.bincount(self.group, weights=self.mass, minlength=self.num_groups)
+
+    def majority(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per group: the winning answer's code (-1 if none parsable) and its mass.
+
+        Ties go to the answer that appears first in the group.
+        """
+        order = np.lexsort((self.first, -self.mass, self.group))
+        winners = order[np.concatenate(([True], self.group[order][1:] != self.group[order][:-1]))] if len(order) else order
+        code = np.full(self.num_groups, -1, dtype=np.int64)
+        mass = np.zeros(self.num_groups, dtype=np.float64)
+        code[self.group[winners]] = self.code[winners]
+        mass[self.group[winners]] = self.mass[winners]
+        return code, mass
+
+    def entropy(self) -> np.ndarray:
+        """Per group: Shannon entropy (nats) of the answer distribution; NaN when nothing parses."""
+        total = self.group_total()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p = self.mass / total[self.group]
+            h = np.bincount(self.group, weights=-p * np.log(p), minlength=self.num_groups)
+        h[total == 0] = np.nan
+        return h
+
+    def answer_of(self, codes: np.ndarray) -> pa.Array:
+        """Answer strings for codes, null where the code is -1."""
+        valid = codes >= 0
+        return pc.take(self.answers, pa.array(np.where(valid, codes, 0), mask=~valid))

@@ -1,0 +1,238 @@
+"""Turning any input into the engine's working copy: checked, grouped, answered.
+
+The working copy is an uncompressed Arrow IPC file in the cache whose record
+batches each hold whole groups, so every later pass streams it batch by batch
+without re-parsing JSON or re-running the answer parser. It is keyed by the
+input's content, the task and the batching, and written under a temporary name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.ipc as ipc
+
+from curator.errors import CuratorError
+from curator.groups import group_starts
+from curator.io import Source, conform
+from curator.outputs import atomic_path, write_json
+from curator.task import Task
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The working copy: its path, row count and batch offsets."""
+
+    path: Path
+    source: Source
+    fingerprint: str
+    num_rows: int
+    num_groups: int
+    offsets: tuple[int, ...]
+    schema: pa.Schema
+    filled_answer: bool
+
+    def batches(self) -> Iterator[tuple[int, int, pa.RecordBatch]]:
+        """``(index, first_row, batch)`` in order; read, not memory-mapped, so RSS stays flat."""
+        with pa.OSFile(str(self.path)) as handle:
+            reader = ipc.open_file(handle)
+            for index in range(reader.num_record_batches):
+                yield index, self.offsets[index], reader.get_batch(index)
+
+    @property
+    def num_batches(self) -> int:
+        return len(self.offsets)
+
+
+class GroupAligner:
+    """Re-cuts a stream of batches so that each output batch ends at a group boundary."""
+
+    def __init__(self, batch_rows: int) -> None:
+        self.batch_rows = batch_rows
+        self.pending: list[pa.RecordBatch] = []
+        self.pending_rows = 0
+
+    def push(self, batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
+        self.pending.append(batch)
+        self.pending_rows += batch.num_rows
+        if self.pending_rows < self.batch_rows:
+            return
+        table = pa.Table.from_batches(self.pending).combine_chunks()
+        starts = group_starts(table.column("id").chunk(0) if table.num_rows else pa.array([], pa.string()))
+        cut = int(starts[-1]) if len(starts) else 0
+        if cut == 0:  # one group so far: wait for its end
+            return
+        yield _single_batch(table.slice(0, cut))
+        rest = table.slice(cut)
+        self.pending = rest.to_batches()
+        self.pending_rows = rest.num_rows
+
+    def flush(self) -> Iterator[pa.RecordBatch]:
+        if self.pending_rows:
+            yield _single_batch(pa.Table.from_batches(self.pending))
+        self.pending, self.pending_rows = [], 0
+
+
+def _single_batch(table: pa.Table) -> pa.RecordBatch:
+    return table.combine_chunks().to_batches()[0]
+
+
+def prepare(
+    source: Source,
+    task: Task,
+    cache_root: Path,
+    *,
+    batch_rows: int,
+    regroup: bool = False,
+) -> Prepared:
+    """The cached working copy of ``source``, built on first use."""
+    fingerprint = source.fingerprint()
+    key = hashlib.sha256(
+        json.dumps([FORMAT_VERSION, fingerprint, task.name, batch_rows, regroup]).encode()
+    ).hexdigest()[:32]
+    path = cache_root / "prepared" / f"{key}.arrow"
+    meta_path = path.with_suffix(".json")
+    if path.exists() and meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        return _load(path, source, fingerprint, meta)
+    with atomic_path(path) as tmp:
+        if regroup:
+            with atomic_path(path.with_suffix(".unsorted.arrow")) as unsorted:
+                first = _write_working_copy(source, task, unsorted, batch_rows, check_groups=False)
+                meta = _write_regrouped(unsorted, tmp, batch_rows, source, first["filled_answer"])
+        else:
+            meta = _write_working_copy(source, task, tmp, batch_rows, check_groups=True)
+    write_json(meta_path, meta)
+    return _load(path, source, fingerprint, meta)
+
+
+def _load(path: Path, source: Source, fingerprint: str, meta: dict) -> Prepared:
+    with pa.OSFile(str(path)) as handle:
+        schema = ipc.open_file(handle).schema
+    return Prepared(
+        path=path,
+        source=source,
+        fingerprint=fingerprint,
+        num_rows=meta["rows"],
+        num_groups=meta["groups"],
+        offsets=tuple(meta["offsets"]),
+        schema=schema,
+        filled_answer=meta["filled_answer"],
+    )
+
+
+class _CopyWriter:
+    """Writes group-aligned batches, recording offsets and where each group starts."""
+
+    def __init__(self, dest: Path) -> None:
+        self.dest = dest
+        self.writer: ipc.RecordBatchFileWriter | None = None
+        self.schema: pa.Schema | None = None
+        self.offsets: list[int] = []
+        self.start_hashes: list[np.ndarray] = []
+        self.start_rows: list[np.ndarray] = []
+        self.rows = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self.writer is None:
+            self.schema = batch.schema
+            self.writer = ipc.new_file(str(self.dest), batch.schema)
+        elif batch.schema != self.schema:
+            batch = batch.cast(self.schema)
+        ids = batch.column("id")
+        starts = group_starts(ids)
+        self.start_hashes.append(np.array([hash(s) for s in ids.take(starts).to_pylist()], dtype=np.int64))
+        self.start_rows.append(starts + self.rows)
+        self.offsets.append(self.rows)
+        self.rows += batch.num_rows
+        self.writer.write_batch(batch)
+
+    def close(self, source: Source, *, check_groups: bool, filled_answer: bool) -> dict:
+        if self.writer is None:
+            raise CuratorError(f"{source.path}: no rows")
+        self.writer.close()
+        hashes = np.concatenate(self.start_hashes)
+        if check_groups:
+            _check_contiguous(hashes, np.concatenate(self.start_rows), self.dest, source)
+        return {"rows": self.rows, "groups": len(hashes), "offsets": self.offsets, "filled_answer": filled_answer}
+
+
+def _write_working_copy(source: Source, task: Task, dest: Path, batch_rows: int, *, check_groups: bool) -> dict:
+    aligner = GroupAligner(batch_rows)
+    out = _CopyWriter(dest)
+    filled_answer = False
+    next_row = 1
+    for raw in source.iter_batches(batch_rows):
+        batch = conform(raw, source.path, next_row)
+        next_row += batch.num_rows
+        for aligned in aligner.push(batch):
+            aligned, filled_answer = _answered(aligned, task)
+            out.write(aligned)
+    for aligned in aligner.flush():
+        aligned, filled_answer = _answered(aligned, task)
+        out.write(aligned)
+    return out.close(source, check_groups=check_groups, filled_answer=filled_answer)
+
+
+def _answered(batch: pa.RecordBatch, task: Task) -> tuple[pa.RecordBatch, bool]:
+    """Fill ``answer`` from the rationale when absent, and normalise ``reference``."""
+    names = batch.schema.names
+    columns = dict(zip(names, batch.columns))
+    filled = "answer" not in columns
+    if filled:
+        columns["answer"] = task.extract_batch(columns["rationale"])
+    if "reference" in columns:
+        columns["reference"] = task.normalize_reference_batch(columns["reference"])
+    order = names if not filled else _insert_after(names, "rationale", "answer")
+    return pa.RecordBatch.from_arrays([columns[n] for n in order], names=order), filled
+
+
+def _insert_after(names: list[str], anchor: str, name: str) -> list[str]:
+    index = names.index(anchor) + 1
+    return [*names[:index], name, *names[index:]]
+
+
+def _check_contiguous(hashes: np.ndarray, rows: np.ndarray, dest: Path, source: Source) -> None:
+    order = np.argsort(hashes, kind="stable")
+    repeated = np.flatnonzero(hashes[order][1:] == hashes[order][:-1])
+    if not len(repeated):
+        return
+    first, second = sorted((int(rows[order[repeated[0]]]), int(rows[order[repeated[0] + 1]])))
+    ids = _ids_at(dest, [first, second])
+    if ids[0] != ids[1]:  # a 64-bit hash collision between different ids: not an error
+        return
+    raise CuratorError(
+        f"{source.path}: id '{ids[0]}' is not contiguous (rows {first + 1} and {second + 1} start "
+        f"separate runs); keep each question's candidates together, or set 'regroup: true'"
+    )
+
+
+def _ids_at(path: Path, rows: list[int]) -> list[str]:
+    with pa.memory_map(str(path)) as handle:
+        table = ipc.open_file(handle).read_all()
+        return table.column("id").take(pa.array(rows)).to_pylist()
+
+
+def _write_regrouped(unsorted: Path, dest: Path, batch_rows: int, source: Source, filled_answer: bool) -> dict:
+    """Stable-sort rows by first appearance of their id (holds the id column in memory)."""
+    aligner = GroupAligner(batch_rows)
+    out = _CopyWriter(dest)
+    with pa.memory_map(str(unsorted)) as handle:
+        table = ipc.open_file(handle).read_all()
+        codes = pc.dictionary_encode(table.column("id").combine_chunks()).indices.to_numpy()
+        order = np.argsort(codes, kind="stable")
+        for lo in range(0, len(order), batch_rows):
+            for batch in aligner.push(_single_batch(table.take(pa.array(order[lo : lo + batch_rows])))):
+                out.write(batch)
+        for batch in aligner.flush():
+            out.write(batch)
+    return out.close(source, check_groups=False, filled_answer=filled_answer)

@@ -1,0 +1,163 @@
+"""Recipes: which input, which task, which filters in which order, where to write.
+
+A recipe is YAML (read with the safe loader only). Paths in it are relative
+to the recipe's folder, so a recipe and its data can move together.
+``--set KEY=VALUE`` overrides any key by its dotted path, e.g.
+``--set filters.1.ds_weight.keep_percent=50``; values are parsed as YAML.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from curator.errors import CuratorError
+
+TOP_LEVEL_KEYS = {"input", "task", "filters", "output", "regroup", "batch_rows", "cache", "rejected_by_step"}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One filter in a recipe: its step name (unique), filter name and options."""
+
+    name: str
+    filter: str
+    options: dict[str, Any]
+
+
+@dataclass
+class Recipe:
+    input: Path
+    task: str
+    steps: list[Step]
+    output: Path | None
+    base_dir: Path
+    regroup: bool = False
+    batch_rows: int = 16384
+    cache: Path | None = None
+    rejected_by_step: bool = False
+    source: Path | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def cache_dir(self) -> Path:
+        """Where scores are cached: the recipe's ``cache``, ``$CURATOR_CACHE``, or the user cache."""
+        if self.cache is not None:
+            return self.cache
+        if env := os.environ.get("CURATOR_CACHE"):
+            return Path(env)
+        root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+        return root / "rationale-curator"
+
+
+def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
+    """Read a recipe file, apply ``KEY=VALUE`` overrides, and check it."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise CuratorError(f"{path}: no such recipe file") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise CuratorError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise CuratorError(f"{path}: a recipe is a mapping with keys input, task, filters, output")
+    for override in overrides:
+        apply_override(raw, override, path)
+    return parse_recipe(raw, base_dir=path.resolve().parent, source=path)
+
+
+def apply_override(raw: dict[str, Any], override: str, path: Path | str = "recipe") -> None:
+    """Set a dotted key (list items by index) to a YAML-parsed value."""
+    key, sep, text = override.partition("=")
+    if not sep or not key:
+        raise CuratorError(f"--set {override!r}: expected KEY=VALUE")
+    value = yaml.safe_load(text) if text else ""
+    parts = key.split(".")
+    node: Any = raw
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise CuratorError(f"--set {key}: '{part}' is not an index of the list at {'.'.join(parts[:i]) or 'top'}")
+            index = int(part)
+            if last:
+                node[index] = value
+            else:
+                if isinstance(node[index], str):  # a bare filter name becomes a mapping
+                    node[index] = {node[index]: {}}
+                node = node[index]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                if node.get(part) is None:
+                    node[part] = {}
+                node = node[part]
+        else:
+            raise CuratorError(f"--set {key}: '{'.'.join(parts[:i])}' is not a mapping or list in {path}")
+
+
+def parse_recipe(raw: dict[str, Any], *, base_dir: Path, source: Path | None = None) -> Recipe:
+    """Validate a recipe mapping; errors name the recipe file and key."""
+    where = source or "recipe"
+    unknown = sorted(set(raw) - TOP_LEVEL_KEYS)
+    if unknown:
+        raise CuratorError(f"{where}: unknown key '{unknown[0]}' (keys: {', '.join(sorted(TOP_LEVEL_KEYS))})")
+    for key in ("input", "task"):
+        if not raw.get(key):
+            raise CuratorError(f"{where}: missing '{key}'")
+    steps = parse_steps(raw.get("filters") or [], where)
+    batch_rows = raw.get("batch_rows", 16384)
+    if not isinstance(batch_rows, int) or batch_rows < 1:
+        raise CuratorError(f"{where}: 'batch_rows' must be a positive integer")
+
+    def resolve(value: Any) -> Path | None:
+        if value in (None, ""):
+            return None
+        p = Path(str(value)).expanduser()
+        return p if p.is_absolute() else base_dir / p
+
+    return Recipe(
+        input=resolve(raw["input"]),  # type: ignore[arg-type]
+        task=str(raw["task"]),
+        steps=steps,
+        output=resolve(raw.get("output")),
+        base_dir=base_dir,
+        regroup=bool(raw.get("regroup", False)),
+        batch_rows=batch_rows,
+        cache=resolve(raw.get("cache")),
+        rejected_by_step=bool(raw.get("rejected_by_step", False)),
+        source=source,
+        raw=raw,
+    )
+
+
+def parse_steps(items: Any, where: Path | str) -> list[Step]:
+    """``- name`` or ``- name: {options}``; an option ``name`` renames the step."""
+    if not isinstance(items, list):
+        raise CuratorError(f"{where}: 'filters' must be a list")
+    steps: list[Step] = []
+    for position, item in enumerate(items):
+        if isinstance(item, str):
+            filter_name, options = item, {}
+        elif isinstance(item, dict) and len(item) == 1:
+            filter_name, options = next(iter(item.items()))
+            options = dict(options or {})
+        else:
+            raise CuratorError(f"{where}: filters[{position}] must be 'name' or 'name: {{options}}'")
+        if not isinstance(options, dict):
+            raise CuratorError(f"{where}: filters[{position}] ({filter_name}): options must be a mapping")
+        step_name = str(options.pop("name", filter_name))
+        if any(s.name == step_name for s in steps):
+            raise CuratorError(
+                f"{where}: filters[{position}]: step name '{step_name}' is used twice; "
+                f"give each step its own 'name'"
+            )
+        steps.append(Step(step_name, str(filter_name), options))
+    return steps

@@ -1,0 +1,92 @@
+"""Small filters and runners shared by the engine tests."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from curator import Filter, Selection, hookimpl, keep_by_threshold, percentile_threshold, select_option
+from curator.engine import run_build
+from curator.plugins import get_registry, registry_for
+from curator.recipe import parse_recipe
+
+SCORE_CALLS: list[int] = []
+CRASH_AFTER: list[int] = []
+"""When set, ``rationale_length`` raises on the score call after this many."""
+
+
+@dataclass(kw_only=True)
+class RationaleLength(Filter):
+    """Keeps the shortest ``keep_percent`` % of rationales; counts its score calls."""
+
+    name = "rationale_length"
+    columns = ("length",)
+    keep_percent: float = select_option(100.0)
+
+    def score(self, batch, context):
+        SCORE_CALLS.append(batch.num_rows)
+        if CRASH_AFTER and len(SCORE_CALLS) > CRASH_AFTER[0]:
+            raise RuntimeError("simulated crash")
+        return {"length": pc.utf8_length(batch.column("rationale"))}
+
+    def fit(self, scores):
+        return {"cut": percentile_threshold(scores.numpy("length"), self.keep_percent, keep="lowest")}
+
+    def select(self, batch, stats):
+        values = batch.column("length").to_numpy().astype(float)
+        return Selection(keep=keep_by_threshold(values, stats["cut"], keep="lowest"))
+
+
+@dataclass(kw_only=True)
+class HalfWeight(Filter):
+    """Keeps every row and halves the weight of odd samples."""
+
+    name = "half_weight"
+    columns = ("odd",)
+
+    def score(self, batch, context):
+        return {"odd": pc.equal(pc.bit_wise_and(batch.column("sample"), 1), 1)}
+
+    def select(self, batch, stats):
+        odd = batch.column("odd").to_numpy(zero_copy_only=False)
+        return Selection(keep=np.ones(len(odd), bool), weight=np.where(odd, 0.5, 1.0))
+
+
+class TestPlugin:
+    @staticmethod
+    @hookimpl
+    def register_filters(register):
+        register(RationaleLength)
+        register(HalfWeight)
+
+
+def engine_registry():
+    """Installed plugins plus the test filters above."""
+    registry = registry_for([TestPlugin])
+    for kind, table in get_registry().entries.items():
+        for name, entry in table.items():
+            registry.entries[kind].setdefault(name, entry)
+    return registry
+
+
+def build(tmp: Path, input_path: Path, filters: list[Any], *, name: str = "out", **extra: Any):
+    recipe = parse_recipe(
+        {"input": str(input_path), "task": "gsm8k", "filters": filters, "output": str(tmp / name), **extra},
+        base_dir=tmp,
+    )
+    return run_build(recipe, registry=engine_registry(), progress=False)
+
+
+def read_split(out: Path) -> tuple[pa.Table, pa.Table, dict]:
+    return (
+        pq.read_table(out / "curated.parquet"),
+        pq.read_table(out / "rejected.parquet"),
+        json.loads((out / "manifest.json").read_text()),
+    )

@@ -1,0 +1,195 @@
+"""The build: the split, the manifest, step order, caching and resuming."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from helpers_engine import CRASH_AFTER, SCORE_CALLS, build, read_split
+
+from curator import CuratorError
+from curator.testing import make_candidates
+
+TESTS = Path(__file__).resolve().parent
+
+
+def random_candidates(groups: int, seed: int = 0) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    answers = [[str(rng.integers(0, 4)) if rng.random() > 0.1 else None for _ in range(rng.integers(1, 9))]
+               for _ in range(groups)]
+    references = [str(rng.integers(0, 4)) for _ in range(groups)]
+    table = make_candidates(answers, references=references)
+    padding = [" step" * int(n) for n in rng.integers(0, 40, table.num_rows)]
+    return table.set_column(2, "rationale", pc.binary_join_element_wise(table.column("rationale"), pa.array(padding), ""))
+
+
+@pytest.fixture
+def candidates(tmp_path) -> Path:
+    path = tmp_path / "candidates.parquet"
+    pq.write_table(random_candidates(300), path)
+    return path
+
+
+def test_every_row_lands_in_exactly_one_output_with_all_columns(tmp_path, candidates):
+    result = build(tmp_path, candidates, ["correctness", "majority_vote", {"rationale_length": {"keep_percent": 50}}],
+                   batch_rows=100)
+    curated, rejected, manifest = read_split(result.output_dir)
+    source = pq.read_table(candidates)
+    assert curated.num_rows + rejected.num_rows == source.num_rows
+    both = pa.concat_tables([curated, rejected])
+    keys = set(zip(both.column("id").to_pylist(), both.column("sample").to_pylist()))
+    assert len(keys) == source.num_rows
+    for column in [*source.schema.names, "correct", "vote_answer", "vote_share", "length", "keep", "weight", "dropped_by"]:
+        assert column in curated.schema.names and column in rejected.schema.names
+    assert pc.all(curated.column("keep")).as_py() and not pc.any(rejected.column("keep")).as_py()
+    assert curated.column("dropped_by").null_count == curated.num_rows
+    assert rejected.column("dropped_by").null_count == 0
+    counts = rejected.column("dropped_by").value_counts().to_pylist()
+    by_step = {c["values"]: c["counts"] for c in counts}
+    steps = {s["step"]: s for s in manifest["steps"]}
+    assert steps["correctness"]["rows_in"] == source.num_rows
+    for name, step in steps.items():
+        assert step["rows_dropped"] == by_step.get(name, 0)
+        assert step["rows_kept"] == step["rows_in"] - step["rows_dropped"]
+    assert steps["majority_vote"]["rows_in"] == steps["correctness"]["rows_kept"]
+    assert manifest["rows_out"] == curated.num_rows and manifest["outputs"]["curated.parquet"] == curated.num_rows
+    assert manifest["versions"]["pyarrow"] == pa.__version__
+    assert manifest["recipe"]["filters"][2] == {"rationale_length": {"keep_percent": 50}}
+    # a step's score is present exactly on the rows that reached it
+    reached_length = both.filter(pc.or_kleene(both.column("keep"), pc.equal(both.column("dropped_by"), "rationale_length")))
+    assert both.column("length").null_count == both.num_rows - reached_length.num_rows
+
+
+def test_percentile_applies_to_rows_that_reach_the_step(tmp_path, candidates):
+    result = build(tmp_path, candidates, ["correctness", {"rationale_length": {"keep_percent": 30}}])
+    curated, rejected, manifest = read_split(result.output_dir)
+    both = pa.concat_tables([curated, rejected])
+    reached = both.filter(pc.fill_null(both.column("correct"), False))
+    lengths = np.sort(reached.column("length").to_numpy())
+    cut = lengths[int(np.ceil(len(lengths) * 0.30)) - 1]
+    assert manifest["steps"][1]["stats"]["cut"] == cut
+    assert curated.num_rows == int((lengths <= cut).sum())
+    assert curated.num_rows >= np.ceil(len(lengths) * 0.30)
+
+
+def test_keep_percent_100_keeps_everything(tmp_path, candidates):
+    result = build(tmp_path, candidates, [{"rationale_length": {"keep_percent": 100}}])
+    curated, rejected, _ = read_split(result.output_dir)
+    assert rejected.num_rows == 0 and curated.num_rows == pq.read_metadata(candidates).num_rows
+
+
+def test_weights_multiply_and_land_in_weight_column(tmp_path, candidates):
+    result = build(tmp_path, candidates, ["half_weight", {"half_weight": {"name": "again"}}])
+    curated, _, manifest = read_split(result.output_dir)
+    odd = pc.equal(pc.bit_wise_and(curated.column("sample"), 1), 1).to_numpy(zero_copy_only=False)
+    assert np.allclose(curated.column("weight").to_numpy(), np.where(odd, 0.25, 1.0))
+    assert curated.schema.field("weight").type == pa.float32()
+    assert "odd" in curated.schema.names and "odd_again" in curated.schema.names
+    assert [s["step"] for s in manifest["steps"]] == ["half_weight", "again"]
+
+
+def test_named_steps_use_their_name_in_columns_and_dropped_by(tmp_path, candidates):
+    result = build(tmp_path, candidates, [
+        {"rationale_length": {"keep_percent": 90, "name": "loose"}},
+        {"rationale_length": {"keep_percent": 50, "name": "tight"}},
+    ])
+    curated, rejected, _ = read_split(result.output_dir)
+    assert {"length_loose", "length_tight"} <= set(curated.schema.names)
+    assert set(rejected.column("dropped_by").unique().to_pylist()) == {"loose", "tight"}
+
+
+def test_a_repeated_filter_without_names_is_an_error(tmp_path, candidates):
+    with pytest.raises(CuratorError, match="step name 'rationale_length' is used twice"):
+        build(tmp_path, candidates, ["rationale_length", "rationale_length"])
+
+
+def test_unknown_filter_and_option_name_the_step(tmp_path, candidates):
+    with pytest.raises(CuratorError, match="unknown filter 'nope'"):
+        build(tmp_path, candidates, ["nope"])
+    with pytest.raises(CuratorError, match="filter step 'entropy': unknown option 'treshold'"):
+        build(tmp_path, candidates, [{"entropy": {"treshold": 0.3}}])
+    with pytest.raises(CuratorError, match="option 'keep_percent' must be float"):
+        build(tmp_path, candidates, [{"entropy": {"keep_percent": "lots"}}])
+
+
+def test_changing_a_select_option_rescores_nothing(tmp_path, candidates):
+    build(tmp_path, candidates, ["correctness", {"rationale_length": {"keep_percent": 80}}])
+    SCORE_CALLS.clear()
+    result = build(tmp_path, candidates, ["correctness", {"rationale_length": {"keep_percent": 20}}], name="b")
+    assert SCORE_CALLS == []
+    assert [s["cached"] for s in result.manifest["steps"]] == [True, True]
+
+
+def test_changing_an_upstream_step_rescores_what_follows(tmp_path, candidates):
+    build(tmp_path, candidates, [{"entropy": {"threshold": 0.5}}, "rationale_length"])
+    SCORE_CALLS.clear()
+    result = build(tmp_path, candidates, [{"entropy": {"threshold": 0.9}}, "rationale_length"], name="b")
+    assert [s["cached"] for s in result.manifest["steps"]] == [True, False]
+    assert SCORE_CALLS, "rationale_length must be re-scored: the rows reaching it changed"
+
+
+def test_a_crashed_build_resumes_without_rescoring_finished_batches(tmp_path, candidates):
+    reference = build(tmp_path, candidates, ["rationale_length"], name="reference", cache=str(tmp_path / "c1"),
+                      batch_rows=64)
+    SCORE_CALLS.clear()
+    CRASH_AFTER.append(3)
+    try:
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            build(tmp_path, candidates, ["rationale_length"], batch_rows=64, cache=str(tmp_path / "c2"))
+    finally:
+        CRASH_AFTER.clear()
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    assert not (tmp_path / "out" / "curated.parquet").exists()
+    done_before_crash = 3
+    SCORE_CALLS.clear()
+    build(tmp_path, candidates, ["rationale_length"], batch_rows=64, cache=str(tmp_path / "c2"))
+    total_batches = len(json.loads(next((tmp_path / "c2" / "prepared").glob("*.json")).read_text())["offsets"])
+    assert len(SCORE_CALLS) == total_batches - done_before_crash
+    for name in ("curated", "rejected"):
+        resumed = pq.read_table(tmp_path / "out" / f"{name}.parquet")
+        assert resumed.equals(pq.read_table(reference.output_dir / f"{name}.parquet"))
+
+
+KILL_SCRIPT = """
+import sys, time
+sys.path.insert(0, {tests!r})
+import helpers_engine
+from helpers_engine import RationaleLength
+original = RationaleLength.score
+def slow(self, batch, context):
+    time.sleep(0.05)
+    return original(self, batch, context)
+RationaleLength.score = slow
+helpers_engine.build(__import__('pathlib').Path({tmp!r}), __import__('pathlib').Path({input!r}),
+                     ["rationale_length"], batch_rows=16, cache={cache!r})
+"""
+
+
+def test_kill_9_mid_build_then_rerun_equals_an_uninterrupted_run(tmp_path, candidates):
+    script = KILL_SCRIPT.format(tests=str(TESTS), tmp=str(tmp_path), input=str(candidates), cache=str(tmp_path / "c"))
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env)
+    scores = tmp_path / "c" / "scores"
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(scores.glob("*/part-*.arrow"))) < 5:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    parts_at_kill = len(list(scores.glob("*/part-*.arrow")))
+    assert parts_at_kill >= 5 and not (tmp_path / "out" / "manifest.json").exists()
+    subprocess.run([sys.executable, "-c", script], env=env, check=True)
+    reference = build(tmp_path, candidates, ["rationale_length"], name="reference", batch_rows=16,
+                      cache=str(tmp_path / "fresh"))
+    for name in ("curated", "rejected"):
+        assert pq.read_table(tmp_path / "out" / f"{name}.parquet").equals(
+            pq.read_table(reference.output_dir / f"{name}.parquet"))
