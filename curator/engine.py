@@ -109,7 +109,7 @@ def run_build(
     recipe: Recipe,
     *,
     output_dir: Path | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     registry: Registry | None = None,
 ) -> BuildResult:
     """Run a recipe end to end; see the module docstring for the passes."""

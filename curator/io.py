@@ -76,7 +76,9 @@ class Source:
             yield from _jsonl_batches(self.path)
         elif self.format == "parquet":
             try:
-                yield from pq.ParquetFile(self.path).iter_batches(batch_size=batch_rows)
+                # pre_buffer keeps every row group read so far alive until the
+                # iterator ends: memory would grow with the file.
+                yield from pq.ParquetFile(self.path, pre_buffer=False).iter_batches(batch_size=batch_rows)
             except (pa.ArrowInvalid, OSError) as exc:
                 raise CuratorError(f"{self.path}: not a readable Parquet file ({exc})") from None
         else:

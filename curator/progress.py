@@ -1,4 +1,4 @@
-"""Progress bars on stderr, off when asked or when stderr is not a terminal."""
+"""Progress bars on stderr: on a terminal by default, forced on or off on request."""
 
 from __future__ import annotations
 
@@ -17,9 +17,12 @@ class _Silent:
 
 
 @contextmanager
-def progress_bar(total: int | None, label: str, *, enabled: bool = True, unit: str = "rows") -> Iterator[Any]:
-    """A tqdm bar counting ``unit`` with a rate (rows/s), or a silent stand-in."""
-    if not enabled or not sys.stderr.isatty():
+def progress_bar(total: int | None, label: str, *, enabled: bool | None = None, unit: str = "rows") -> Iterator[Any]:
+    """A tqdm bar counting ``unit`` with a rate (rows/s), or a silent stand-in.
+
+    ``enabled=None`` shows it when stderr is a terminal.
+    """
+    if not (sys.stderr.isatty() if enabled is None else enabled):
         yield _Silent()
         return
     from tqdm import tqdm

@@ -12,8 +12,9 @@ import click
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe key by dotted path, e.g. filters.0.entropy.threshold=0.5.")
 @click.option("--output", type=click.Path(path_type=Path), help="Output folder (overrides the recipe's).")
-@click.option("--progress/--no-progress", default=True, help="Progress bar on stderr (on a terminal).")
-def build(recipe: Path, overrides: tuple[str, ...], output: Path | None, progress: bool) -> None:
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar with rows/s on stderr (default: when stderr is a terminal).")
+def build(recipe: Path, overrides: tuple[str, ...], output: Path | None, progress: bool | None) -> None:
     """Run RECIPE: curated.parquet, rejected.parquet and manifest.json in the output folder."""
     from curator.engine import run_build
     from curator.recipe import load_recipe
