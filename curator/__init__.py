@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from curator.backend import Backend
 from curator.errors import CuratorError, MissingDependency
 from curator.filter import (
     Filter,
@@ -29,6 +30,7 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "Backend",
     "CuratorError",
     "Filter",
     "FilterContext",

@@ -1,1 +1,167 @@
-"""Placeholder: implemented in its issue."""
+"""``ds_weight`` (IWSI): keep the rationales the base model finds about as likely as human ones.
+
+Every sample, validation and candidate alike, is formatted ``Q: {question}\\nA:
+{rationale}`` and scored by the base model M: ``l_i`` is the mean per-token
+cross-entropy over the whole text (question included, as in IWSI). With
+``L_v`` the mean of ``l`` over a small human-written validation set,
+``w' = clip(L_v / l_i, 0, clip_max)`` (0 when ``l_i = 0``) and
+``ds_weight = w'`` when ``w' > 1``, else ``min(1 / w', inverse_cap)``: 1 means
+"as surprising to M as human data", larger means further from it in either
+direction. The rows at or under the ``keep_percent``-th percentile are kept.
+
+The validation set is a JSONL/Parquet file with ``question`` and
+``rationale``, or GSM8K-style ``question`` and ``answer`` (calculator
+annotations ``<<…>>`` removed, ``#### N`` rewritten ``The answer is N.``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from curator import (
+    CuratorError,
+    Filter,
+    FilterContext,
+    ScoreColumns,
+    Selection,
+    check_percent,
+    hookimpl,
+    keep_by_threshold,
+    percentile_threshold,
+    select_option,
+)
+from curator.lm.options import ModelOptions
+
+_CALCULATOR = re.compile(r"<<[^<>]*>>")
+_FINAL = re.compile(r"####\s*(.+?)\s*$", re.DOTALL)
+
+
+def gsm8k_rationale(answer: str) -> str:
+    """A GSM8K reference solution as a rationale in the few-shot format."""
+    text = _CALCULATOR.sub("", answer)
+    return _FINAL.sub(lambda m: f"The answer is {m.group(1).replace(',', '')}.", text).strip()
+
+
+def sample_texts(questions: list[str], rationales: list[str]) -> tuple[list[str], list[str]]:
+    """The one template for validation and candidate samples, as (prompt, completion)."""
+    return [f"Q: {q}\nA:" for q in questions], [f" {r}" for r in rationales]
+
+
+def ds_weights(losses: np.ndarray, valid_loss: float, clip_max: float, inverse_cap: float) -> np.ndarray:
+    """METHODS §3.6 steps 4 and 5, vectorised; NaN losses give NaN weights (never kept)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(losses == 0, 0.0, np.clip(valid_loss / losses, 0.0, clip_max))
+        return np.where(ratio > 1, ratio, np.minimum(1.0 / ratio, inverse_cap))
+
+
+@dataclass(kw_only=True)
+class DSWeight(ModelOptions, Filter):
+    name = "ds_weight"
+    columns = ("ds_loss", "ds_weight")
+
+    valid: str
+    adapter: str | None = None
+    valid_limit: int | None = None
+    max_length: int = 400
+    clip_max: float = 2.0
+    inverse_cap: float = 5.0
+    keep_percent: float = select_option(80.0)
+    _valid: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+
+    def validate(self, step: str) -> None:
+        check_percent(self.keep_percent, step)
+        self.check_model_options(step)
+        for option in ("max_length", "clip_max", "inverse_cap"):
+            if getattr(self, option) <= 0:
+                raise CuratorError(f"filter step '{step}': option '{option}' must be positive")
+        if self.valid_limit is not None and self.valid_limit < 1:
+            raise CuratorError(f"filter step '{step}': option 'valid_limit' must be positive")
+
+    def score(self, batch: pa.RecordBatch, context: FilterContext) -> Mapping[str, Any]:
+        from curator.lm.scoring import score_texts
+
+        lm = self.causal_lm(context, adapter=self.adapter)
+        if not self._valid:
+            self._valid = self._score_valid(lm, context)
+        prompts, completions = sample_texts(
+            batch.column("question").to_pylist(), batch.column("rationale").to_pylist()
+        )
+        losses = score_texts(
+            lm, prompts, completions, span="all", max_length=self.max_length, token_budget=self.batch_tokens
+        ).mean_nll
+        weights = ds_weights(losses, self._valid["L_v"], self.clip_max, self.inverse_cap)
+        return {"ds_loss": pa.array(losses, pa.float64()), "ds_weight": pa.array(weights, pa.float64())}
+
+    def _score_valid(self, lm: Any, context: FilterContext) -> dict[str, Any]:
+        from curator.lm.scoring import score_texts
+
+        path = context.resolve(self.valid)
+        questions, rationales = read_validation_set(path, self.valid_limit)
+        prompts, completions = sample_texts(questions, rationales)
+        scored = score_texts(
+            lm, prompts, completions, span="all", max_length=self.max_length, token_budget=self.batch_tokens
+        )
+        losses = scored.mean_nll
+        if not np.isfinite(losses).any():
+            raise CuratorError(f"{path}: no validation sample could be scored")
+        return {
+            "L_v": float(np.nanmean(losses)),
+            "valid_rows": len(questions),
+            "valid_truncated": int(scored.truncated.sum()),
+        }
+
+    def fit(self, scores: ScoreColumns) -> dict[str, Any]:
+        return {"cut": percentile_threshold(scores.numpy("ds_weight"), self.keep_percent, keep="lowest")}
+
+    def select(self, batch: pa.RecordBatch, stats: Mapping[str, Any]) -> Selection:
+        values = batch.column("ds_weight").to_numpy(zero_copy_only=False)
+        return Selection(keep=keep_by_threshold(values, stats["cut"], keep="lowest"))
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self._valid)
+
+
+def read_validation_set(path: Path, limit: int | None = None) -> tuple[list[str], list[str]]:
+    """(questions, rationales) from a small JSONL or Parquet file; GSM8K ``answer`` columns are cleaned."""
+    table = _read_table(path)
+    names = table.schema.names
+    if "question" not in names:
+        raise CuratorError(f"{path}: the validation set needs a 'question' column (has: {', '.join(names)})")
+    if "rationale" in names:
+        texts = table.column("rationale").to_pylist()
+    elif "answer" in names:
+        texts = [a and gsm8k_rationale(a) for a in table.column("answer").to_pylist()]
+    else:
+        raise CuratorError(f"{path}: the validation set needs a 'rationale' or GSM8K 'answer' column")
+    pairs = [(q, t) for q, t in zip(table.column("question").to_pylist(), texts, strict=True) if q and t]
+    pairs = pairs[:limit]
+    if not pairs:
+        raise CuratorError(f"{path}: the validation set is empty")
+    return [q for q, _ in pairs], [t for _, t in pairs]
+
+
+def _read_table(path: Path) -> pa.Table:
+    import pyarrow.json as pajson
+    import pyarrow.parquet as pq
+
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            return pq.read_table(path)
+        if suffix in (".jsonl", ".json", ".ndjson"):
+            return pajson.read_json(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise CuratorError(f"{path}: could not read the validation set ({exc})") from None
+    raise CuratorError(f"{path}: the validation set must be JSONL or Parquet")
+
+
+@hookimpl
+def register_filters(register: Any) -> None:
+    register(DSWeight)

@@ -47,7 +47,7 @@ def cli() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: exit 0 on success, 1 for recorded failures, 2 for bad input."""
     try:
-        cli.main(args=argv, prog_name="curator", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="curator", standalone_mode=False)
     except CuratorError as exc:
         click.echo(f"curator: error: {exc}", err=True)
         sys.exit(2)
@@ -59,3 +59,5 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -1,0 +1,168 @@
+"""Per-sample NLL throughput of the scoring layer against the naive way, same model, same data, same run.
+
+The naive way is what most research code does: fixed-size batches in arrival
+order, padded to the longest row, the model's full ``[batch, seq, vocab]``
+logits, a full fp32 log-softmax, then a gather. The scoring layer
+(:func:`curator.lm.scoring.score_encoded`) sorts by length, batches by a
+token budget, and runs the output head only on scored positions, a chunk of
+rows at a time. Both score every token of ``Q: {question}\\nA: {rationale}``
+(the DS-weight setting) for the GPT-3 GSM8K rationales shipped in
+``examples/gsm8k/candidates.jsonl``, tokenised by a BPE trained on them.
+
+    python bench/bench_scoring.py                 # CPU: a small random Llama, 32k vocabulary
+    python bench/bench_scoring.py --device cuda   # GPU: a random Llama of 1B size, bf16, with MFU
+
+Rounds alternate between the two ways so that load from other processes
+hits both alike; the median round is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+CANDIDATES = ROOT / "examples" / "gsm8k" / "candidates.jsonl"
+
+SIZES = {
+    # A small LM whose output head is a real share of the work, as in small models.
+    "cpu": dict(hidden_size=128, intermediate_size=352, num_hidden_layers=4, num_attention_heads=4,
+                num_key_value_heads=4, vocab_size=32000),
+    # Llama-3.2-1B's shape.
+    "1b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
+               num_key_value_heads=8, vocab_size=128256),
+}
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0}
+
+
+def load_texts(rows: int) -> tuple[list[str], list[str]]:
+    with open(CANDIDATES, encoding="utf-8") as handle:
+        records = [json.loads(line) for line, _ in zip(handle, range(rows), strict=False)]
+    return [f"Q: {r['question']}\nA:" for r in records], [f" {r['rationale']}" for r in records]
+
+
+def build_model(size: str, device: str, dtype_name: str):
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from curator.lm.loading import torch_dtype
+    from curator.testing.tiny import tiny_llama_config
+
+    settings = dict(SIZES[size])
+    vocab = settings.pop("vocab_size")
+    torch.manual_seed(0)
+    config = tiny_llama_config(vocab, max_position_embeddings=2048, **settings)
+    dtype = torch_dtype(dtype_name, device)
+    return LlamaForCausalLM(config).to(device=device, dtype=dtype).eval()
+
+
+def naive_mean_nll(model, encoded, batch_size: int, pad_id: int, device: str) -> np.ndarray:
+    """Fixed batches in arrival order, padding, full logits and a full fp32 log-softmax."""
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(encoded.ids), batch_size):
+            rows = encoded.ids[start : start + batch_size]
+            width = max(len(r) for r in rows)
+            ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for i, r in enumerate(rows):
+                ids[i, : len(r)] = torch.tensor(r)
+                mask[i, : len(r)] = 1
+            ids, mask = ids.to(device), mask.to(device)
+            log_probs = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
+            token_lp = log_probs[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1) * mask[:, 1:]
+            out.append((-token_lp.sum(1) / mask[:, 1:].sum(1)).double().cpu().numpy())
+    return np.concatenate(out)
+
+
+def flops_per_pass(model, lengths: np.ndarray) -> float:
+    """Forward FLOPs to score every token: matmuls (2 per weight per token), attention, the head."""
+    config = model.config
+    head = config.hidden_size * config.vocab_size
+    body = sum(p.numel() for p in model.parameters()) - 2 * head
+    attention = 2 * config.num_hidden_layers * config.hidden_size * float((lengths.astype(np.float64) ** 2).sum())
+    return 2.0 * body * lengths.sum() + attention + 2.0 * head * (lengths - 1).sum()
+
+
+def timed(fn, device: str) -> float:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    fn()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--size", choices=sorted(SIZES), default=None, help="default: cpu on CPU, 1b on GPU")
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--rows", type=int, default=None, help="default: 256 on CPU, 4096 on GPU")
+    parser.add_argument("--naive-batch", type=int, default=16)
+    parser.add_argument("--budgets", default=None, help="token budgets to try, comma-separated (default: the device's)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--peak-tflops", type=float, default=None, help="for MFU; guessed from the GPU name")
+    args = parser.parse_args()
+
+    import torch
+
+    from curator.lm.loading import LoadedModel
+    from curator.lm.scoring import default_token_budget, encode, score_encoded
+    from curator.testing.tiny import train_tokenizer
+
+    gpu = args.device.startswith("cuda")
+    size = args.size or ("1b" if gpu else "cpu")
+    rows = args.rows or (4096 if gpu else 256)
+    budgets = [int(b) for b in args.budgets.split(",")] if args.budgets else [default_token_budget(args.device)]
+    prompts, completions = load_texts(rows)
+    tokenizer = train_tokenizer([p + c for p, c in zip(prompts, completions, strict=True)], vocab_size=4096)
+    encoded = encode(tokenizer, prompts, completions, span="all", max_length=1024)
+    lengths = np.array([len(ids) for ids in encoded.ids])
+    model = build_model(size, args.device, args.dtype)
+    lm = LoadedModel(model, tokenizer, args.device)
+    tokens = int(lengths.sum())
+    print(f"device {args.device} ({torch.cuda.get_device_name() if gpu else f'{torch.get_num_threads()} threads'}), "
+          f"model {size} {model.dtype}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params, "
+          f"vocab {model.config.vocab_size}")
+    print(f"{rows} samples, {tokens} tokens, length min/median/max {lengths.min()}/{int(np.median(lengths))}/{lengths.max()}")
+
+    def naive() -> None:
+        results["naive"] = naive_mean_nll(model, encoded, args.naive_batch, lm.pad_id, args.device)
+
+    runs = {"naive": naive}
+    for budget in budgets:
+        runs[f"scoring (budget {budget})"] = lambda b=budget: results.__setitem__(
+            "scoring", score_encoded(lm, encoded, token_budget=b).mean_nll
+        )
+    results: dict[str, np.ndarray] = {}
+    for fn in runs.values():  # warm-up: kernels, allocator
+        fn()
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(args.rounds):
+        for name, fn in runs.items():
+            seconds[name].append(timed(fn, args.device))
+    difference = float(np.max(np.abs(results["naive"] - results["scoring"])))
+    naive_rate = tokens / statistics.median(seconds["naive"])
+    print(f"max |mean NLL difference| {difference:.2e}")
+    print(f"{'way':28s} {'tokens/s':>10s} {'vs naive':>9s}" + ("  MFU" if gpu else ""))
+    peak = args.peak_tflops or next((v for k, v in PEAK_BF16_TFLOPS.items() if gpu and k in torch.cuda.get_device_name()), None)
+    flops = flops_per_pass(model, lengths)
+    for name, times in seconds.items():
+        rate = tokens / statistics.median(times)
+        mfu = f"  {flops / statistics.median(times) / (peak * 1e12):.1%}" if gpu and peak else ""
+        print(f"{name:28s} {rate:10.0f} {rate / naive_rate:8.2f}x{mfu}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""The ASC ranker at inference: load it, and score (question, rationale) pairs in (0, 1).
+
+A ranker is a sequence classifier with one output, trained by
+``curator train --objective ranker`` (see :mod:`curator.train.ranker`) as a
+LoRA adapter on a base model, or any full one-label classifier (the
+trainer's ``merged/`` folder, a reward model). Its score is the sigmoid of
+the logit, the quantity the training loss pulls to 1 for correct rationales
+and 0 for incorrect ones. Training, this module and the ``reward_model``
+filter all encode a (question, rationale) pair with the filter's
+``encode_pairs``, so a ranker reads the same tokens wherever it is used.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from curator.errors import CuratorError
+from curator.lm.loading import LoadedModel, default_device, load_sequence_classifier, require_lm, torch_dtype
+
+
+def load_ranker(path: str | Path, *, device: str | None = None, dtype: str | None = None) -> LoadedModel:
+    """A ranker from a PEFT adapter folder (on the base it names) or a full classifier folder."""
+    require_lm("the ASC ranker")
+    folder = Path(path)
+    adapter_config = folder / "adapter_config.json"
+    if not adapter_config.exists():
+        return load_sequence_classifier(str(path), device=device, dtype=dtype)
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    config = json.loads(adapter_config.read_text())
+    if config.get("task_type") != "SEQ_CLS":
+        raise CuratorError(
+            f"{folder}: a {config.get('task_type')} adapter, not a ranker (train with --objective ranker)"
+        )
+    base = config["base_model_name_or_path"]
+    device = device or default_device()
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            base, num_labels=1, dtype=torch_dtype(dtype, device), device_map=device
+        )
+        model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
+        tokenizer = AutoTokenizer.from_pretrained(base)
+    except OSError as exc:
+        raise CuratorError(f"{folder}: cannot load the ranker's base model '{base}' ({exc})") from None
+    loaded = LoadedModel(model.eval(), tokenizer, device)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = loaded.pad_id
+    return loaded
+
+
+def ranker_scores(
+    ranker: LoadedModel,
+    questions: Sequence[str],
+    rationales: Sequence[str],
+    *,
+    max_length: int = 1024,
+    token_budget: int | None = None,
+) -> np.ndarray:
+    """``sigmoid(logit)`` of every (question, rationale), batched by length under a token budget."""
+    from curator.lm.scoring import classifier_logits
+    from curator_plugins.reward_model import encode_pairs
+
+    ids = encode_pairs(ranker.tokenizer, list(questions), list(rationales), max_length)
+    logits = classifier_logits(ranker, ids, token_budget=token_budget)[:, 0]
+    return 1.0 / (1.0 + np.exp(-logits))

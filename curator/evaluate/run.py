@@ -1,0 +1,294 @@
+"""One evaluation run: prompts out through a backend, answers parsed, votes counted, files written.
+
+The prompt is the trainer's own layout (:mod:`curator.train.formats`), so an
+adapter is asked exactly the way it was taught. Requests stream through
+:func:`curator.backend.iter_results` with the backend's bounded concurrency;
+a request that fails after the backend's retries is recorded, scored as
+wrong, and makes the run finish with failures (exit code 1) rather than stop.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from curator.backend import BackendOptions, Request, Result, SamplingParams, iter_results
+from curator.errors import CuratorError
+from curator.evaluate.voting import (
+    PRESETS,
+    STRATEGIES,
+    Votes,
+    ranked_weights,
+    sequence_probability,
+    vote,
+    wilson_interval,
+)
+from curator.io import Source
+from curator.outputs import atomic_path, package_versions, write_json
+from curator.plugins import Registry, get_registry
+from curator.progress import progress_bar
+from curator.task import Task
+from curator.train.formats import TEXT_FORMATS
+
+FORMATS = (*TEXT_FORMATS, "chat")
+STOPS: dict[str, tuple[str, ...]] = {"natural": ("\nQ:",)}
+"""Where a completion in each format ends besides EOS: the natural layout would go on to a new question."""
+
+
+@dataclass
+class EvalConfig:
+    """Everything an evaluation depends on; recorded whole in ``metrics.json``."""
+
+    model: str
+    data: str
+    task: str
+    strategy: str
+    output: str
+    adapter: str | None = None
+    n: int | None = None
+    temperature: float = 0.7
+    max_tokens: int = 256
+    ranker: str | None = None
+    preset: str = "asc"
+    format: str = "natural"
+    backend: str | None = None
+    base_url: str | None = None
+    concurrency: int = 64
+    batch_size: int | None = None
+    seed: int | None = 0
+    device: str | None = None
+    dtype: str | None = None
+    limit: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise CuratorError(
+                f"eval: strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
+            )
+        if self.format not in FORMATS:
+            raise CuratorError(f"eval: format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        if self.preset not in PRESETS:
+            raise CuratorError(f"eval: preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        if self.strategy == "greedy":
+            if self.n not in (None, 1):
+                raise CuratorError("eval: strategy 'greedy' takes one completion per question (drop --n)")
+            self.n, self.temperature = 1, 0.0
+        elif self.n is None:
+            self.n = 16
+        if self.n < 1:
+            raise CuratorError(f"eval: --n must be at least 1, got {self.n}")
+        if self.strategy == "ranked" and not self.ranker:
+            raise CuratorError(
+                "eval: strategy 'ranked' needs --ranker DIR (train one with --objective ranker)"
+            )
+        if self.strategy != "ranked" and self.ranker:
+            raise CuratorError(f"eval: --ranker is used by strategy 'ranked' only, not {self.strategy!r}")
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend or ("openai" if self.base_url else "transformers")
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, Any]
+    predictions: Path
+    failed: int
+
+
+def read_test_set(path: str, task: Task, limit: int | None = None) -> pa.Table:
+    """``id``, ``question`` and the normalised ``reference`` of each test question.
+
+    The gold answer is the ``reference`` column, or else ``answer`` (GSM8K's
+    worked solution ending in ``#### N``); both go through the task's
+    reference normaliser, as in a build. Missing ids become row numbers.
+    """
+    source = Source.open(path)
+    if source.format == "jsonl":  # Source's JSONL reader expects candidate columns (a rationale)
+        try:
+            table = pajson.read_json(source.path)
+        except pa.ArrowInvalid as exc:
+            raise CuratorError(f"{path}: not valid JSONL ({exc})") from None
+    else:
+        batches = list(source.iter_batches())
+        table = pa.Table.from_batches(batches) if batches else pa.table({})
+    if table.num_rows == 0:
+        raise CuratorError(f"{path}: no questions")
+    if limit is not None:
+        table = table.slice(0, limit)
+    names = table.column_names
+    if "question" not in names:
+        raise CuratorError(f"{path}: missing column 'question' (has: {', '.join(names)})")
+    gold = "reference" if "reference" in names else "answer" if "answer" in names else None
+    if gold is None:
+        raise CuratorError(f"{path}: no gold answers (a 'reference' or 'answer' column)")
+    ids = (
+        pc.cast(table["id"], pa.string())
+        if "id" in names
+        else pa.array([str(i) for i in range(table.num_rows)])
+    )
+    reference = task.normalize_reference_batch(pc.cast(table[gold], pa.string()).combine_chunks())
+    return pa.table({"id": ids, "question": pc.cast(table["question"], pa.string()), "reference": reference})
+
+
+def build_requests(questions: list[str], config: EvalConfig) -> list[Request]:
+    params = SamplingParams(
+        n=config.n or 1,
+        temperature=config.temperature,
+        max_tokens=config.max_tokens,
+        stop=STOPS.get(config.format, ()),
+        logprobs=config.strategy == "weighted",
+        seed=config.seed,
+    )
+    if config.format == "chat":  # the backend renders the chat template
+        return [Request.single_turn(q, params, key=i) for i, q in enumerate(questions)]
+    layout = TEXT_FORMATS[config.format]
+    return [Request.single_turn(layout(q, "", None).prompt, params, key=i) for i, q in enumerate(questions)]
+
+
+def generate(config: EvalConfig, questions: list[str], registry: Registry) -> list[Result]:
+    """One result per question, in question order."""
+    backend_class = registry.backend(config.backend_name)
+    extra = {"adapter": config.adapter} if config.adapter else {}
+    options = BackendOptions(
+        model=config.model,
+        base_url=config.base_url,
+        chat=config.format == "chat",
+        concurrency=config.concurrency,
+        seed=config.seed,
+        batch_size=config.batch_size,
+        device=config.device,
+        dtype=config.dtype,
+        extra=extra,
+    )
+    results: list[Result | None] = [None] * len(questions)
+    with progress_bar(len(questions), "eval", enabled=config.progress, unit="questions") as bar:
+        for result in iter_results(backend_class(options), build_requests(questions, config)):
+            results[result.request.key] = result
+            bar.update(1)
+    return cast(list[Result], results)  # iter_results answers every request
+
+
+def run_eval(config: EvalConfig, *, registry: Registry | None = None) -> EvalResult:
+    """Generate, parse, vote and write ``predictions.parquet`` and ``metrics.json``."""
+    started = time.time()
+    registry = registry or get_registry()
+    task = registry.task(config.task)
+    test = read_test_set(config.data, task, config.limit)
+    results = generate(config, test["question"].to_pylist(), registry)
+    candidates = _candidates(results, task)
+    generated = pc.is_valid(candidates["text"]).to_numpy(zero_copy_only=False)
+    scores = _ranker_scores(config, test, candidates, generated) if config.strategy == "ranked" else None
+    weights = None
+    if scores is not None:
+        weights = ranked_weights(scores, config.preset)
+    elif config.strategy == "weighted":
+        logprob, n_tokens = (_floats(candidates[c])[generated] for c in ("logprob", "n_tokens"))
+        weights = np.zeros(candidates.num_rows)  # a failed request's null row has no answer, so no vote
+        weights[generated] = sequence_probability(logprob, n_tokens)
+    votes = vote(candidates["question"], candidates["answer"], weights)
+    correct = task.equal_batch(votes.prediction, test["reference"].combine_chunks())
+    predictions = _predictions(test, candidates, results, votes, correct, scores)
+    output = Path(config.output)
+    path = output / "predictions.parquet"
+    with atomic_path(path) as tmp:
+        pq.write_table(predictions, tmp)
+    right, total = int(pc.sum(correct).as_py() or 0), test.num_rows
+    failed = sum(not r.ok for r in results)
+    low, high = wilson_interval(right, total)
+    metrics = {
+        "command": "eval",
+        "config": asdict(config),
+        "backend": config.backend_name,
+        "questions": total,
+        "correct": right,
+        "accuracy": right / total,
+        "ci95": [low, high],
+        "ci_method": "wilson",
+        "failed_requests": failed,
+        "no_answer": int(votes.prediction.null_count),
+        "tie_rule": "first in group: among answers with the top vote, the one sampled first",
+        "seconds": round(time.time() - started, 3),
+        "versions": package_versions("torch", "transformers", "peft", "openai"),
+    }
+    if config.strategy == "ranked":
+        metrics["coefficients"] = dict(zip(("c0", "c1"), PRESETS[config.preset], strict=True))
+    write_json(output / "metrics.json", metrics)
+    return EvalResult(metrics, path, failed)
+
+
+def _candidates(results: list[Result], task: Task) -> pa.Table:
+    """One row per completion, grouped by question number (a failed request leaves one null row)."""
+    questions, texts, logprobs, tokens = [], [], [], []
+    for index, result in enumerate(results):
+        for completion in (result.completions if result.ok else ()) or (None,):
+            questions.append(index)
+            texts.append(None if completion is None else completion.text)
+            logprobs.append(None if completion is None else completion.logprob)
+            tokens.append(None if completion is None else completion.n_tokens)
+    text = pa.array(texts, pa.string())
+    return pa.table(
+        {
+            "question": pa.array(questions, pa.int64()),
+            "text": text,
+            "answer": task.extract_batch(text),
+            "logprob": pa.array(logprobs, pa.float64()),
+            "n_tokens": pa.array(tokens, pa.int32()),
+        }
+    )
+
+
+def _floats(column: pa.ChunkedArray) -> np.ndarray:
+    return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+
+
+def _ranker_scores(
+    config: EvalConfig, test: pa.Table, candidates: pa.Table, generated: np.ndarray
+) -> np.ndarray:
+    """The ranker's score of every generated completion (0 for a failed request's row, which has no vote)."""
+    from curator.evaluate.ranker import load_ranker, ranker_scores
+
+    assert config.ranker is not None
+    scores = np.zeros(candidates.num_rows)
+    rows = np.flatnonzero(generated)
+    if len(rows):
+        ranker = load_ranker(config.ranker, device=config.device, dtype=config.dtype)
+        questions = test["question"].take(candidates["question"].take(rows)).to_pylist()
+        scores[rows] = ranker_scores(ranker, questions, candidates["text"].take(rows).to_pylist())
+    return scores
+
+
+def _predictions(
+    test: pa.Table,
+    candidates: pa.Table,
+    results: list[Result],
+    votes: Votes,
+    correct: pa.Array,
+    scores: np.ndarray | None,
+) -> pa.Table:
+    """Per question: the prediction, whether it is right, and every candidate as list columns."""
+    counts = [max(len(r.completions), 1) if r.ok else 1 for r in results]
+    offsets = pa.array(np.concatenate(([0], np.cumsum(counts))).astype(np.int32))
+    columns = {
+        "id": test["id"].combine_chunks(),
+        "question": test["question"].combine_chunks(),
+        "reference": test["reference"].combine_chunks(),
+        "prediction": votes.prediction,
+        "correct": correct,
+        "vote_share": pa.array(votes.share, mask=np.isnan(votes.share)),
+        "error": pa.array([r.error for r in results], pa.string()),
+    }
+    for name in ("text", "answer", "logprob", "n_tokens"):
+        columns[f"candidate_{name}"] = pa.ListArray.from_arrays(offsets, candidates[name].combine_chunks())
+    if scores is not None:
+        columns["candidate_ranker_score"] = pa.ListArray.from_arrays(offsets, pa.array(scores, pa.float64()))
+    return pa.table(columns)

@@ -1,0 +1,125 @@
+"""A generation run's output folder, written so that a killed run can continue.
+
+Finished groups (all samples of a question) are appended as Arrow IPC part
+files under ``.progress/``, each written under a temporary name and renamed,
+so a part is either whole or absent; a question is done exactly when its id
+is in a part or in ``candidates.parquet``. Writing whole groups keeps each
+question's samples from one request, which is what makes a resumed run equal
+an uninterrupted one on a deterministic backend.
+
+At the end the parts and any earlier ``candidates.parquet`` are merged into a
+new ``candidates.parquet``, ordered by input position then sample, so the
+result does not depend on the order answers arrived in. A crash between
+writing it and deleting the parts leaves a group in both; merging keeps the
+first copy of each id, so that is harmless.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+from curator.errors import CuratorError
+from curator.outputs import atomic_path, write_json
+
+PROGRESS = ".progress"
+CANDIDATES = "candidates.parquet"
+FAILURES = "failures.jsonl"
+
+
+class CandidateStore:
+    """Parts, failures and cumulative usage of one output folder."""
+
+    def __init__(self, output: str | Path, settings: Mapping[str, Any]) -> None:
+        self.output = Path(output)
+        self.progress = self.output / PROGRESS
+        self.settings = dict(settings)
+        self.usage: dict[str, int] = {}
+        self._next_part = 0
+
+    @property
+    def candidates_path(self) -> Path:
+        return self.output / CANDIDATES
+
+    def open(self) -> set[str]:
+        """Check the folder holds this run (or nothing); the ids of the questions already done."""
+        self.progress.mkdir(parents=True, exist_ok=True)
+        settings_path = self.progress / "settings.json"
+        if settings_path.exists():
+            self._check_settings(json.loads(settings_path.read_text()))
+        elif self.candidates_path.exists():
+            raise CuratorError(f"{self.output}: holds a {CANDIDATES} not written by this command; use a new --output")
+        else:
+            write_json(settings_path, self.settings)
+        for stale in self.progress.glob(".*.tmp"):
+            stale.unlink()
+        usage_path = self.progress / "usage.json"
+        self.usage = json.loads(usage_path.read_text()) if usage_path.exists() else {}
+        parts = self._parts()
+        self._next_part = int(parts[-1].stem.split("-")[1]) + 1 if parts else 0
+        done: set[str] = set()
+        for table in self._tables(columns=["id"]):
+            done.update(pc.unique(table["id"]).to_pylist())
+        return done
+
+    def _check_settings(self, previous: Mapping[str, Any]) -> None:
+        changed = [k for k in sorted(set(previous) | set(self.settings)) if previous.get(k) != self.settings.get(k)]
+        if changed:
+            detail = ", ".join(f"{k}: {previous.get(k)!r} then, {self.settings.get(k)!r} now" for k in changed)
+            raise CuratorError(f"{self.output}: holds a run with other settings ({detail}); use a new --output")
+
+    def write_part(self, table: pa.Table) -> None:
+        """Append finished groups, durably: whole or not at all."""
+        path = self.progress / f"part-{self._next_part:06d}.arrow"
+        with atomic_path(path) as tmp, pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, table.schema) as out:
+            out.write_table(table)
+        self._next_part += 1
+
+    def write_failures(self, records: list[dict[str, Any]]) -> None:
+        with atomic_path(self.output / FAILURES) as tmp:
+            tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+
+    def save_usage(self, usage: Mapping[str, int]) -> None:
+        """The token usage of every run into this folder so far."""
+        write_json(self.progress / "usage.json", dict(usage))
+
+    def finalize(self, order: list[str], schema: pa.Schema) -> pa.Table:
+        """Merge everything done into ``candidates.parquet``, by input order then sample."""
+        kept: list[pa.Table] = []
+        seen = pa.array([], pa.string())
+        for table in self._tables():
+            if len(seen):
+                table = table.filter(pc.invert(pc.is_in(table["id"], value_set=seen)))
+            kept.append(table.select(schema.names).cast(schema))
+            seen = pa.concat_arrays([seen, pc.unique(table["id"])])
+        merged = pa.concat_tables(kept) if kept else schema.empty_table()
+        position = pc.fill_null(pc.index_in(merged["id"], value_set=pa.array(order, pa.string())), len(order))
+        merged = (
+            merged.append_column("__position", position)
+            .sort_by([("__position", "ascending"), ("id", "ascending"), ("sample", "ascending")])
+            .drop_columns(["__position"])
+        )
+        with atomic_path(self.candidates_path) as tmp:
+            pq.write_table(merged, tmp)
+        for part in self._parts():
+            part.unlink()
+        return merged
+
+    def _parts(self) -> list[Path]:
+        return sorted(self.progress.glob("part-*.arrow"))
+
+    def _tables(self, columns: list[str] | None = None) -> Iterator[pa.Table]:
+        """The earlier result first, then the parts in the order they were written."""
+        if self.candidates_path.exists():
+            yield pq.read_table(self.candidates_path, columns=columns)
+        for part in self._parts():
+            with pa.OSFile(str(part)) as source:
+                table = ipc.open_file(source).read_all()
+            yield table if columns is None else table.select(columns)

@@ -1,0 +1,79 @@
+"""Per-sample KL divergence between two causal LMs on the same tokens.
+
+Used by NCE (Dust into Gold): how far the negatives' model N strays from the
+positives' model P on each rationale. The two models may be separate, or two
+adapters on one base held once in memory (see
+:func:`curator.lm.loading.load_adapter_pair`); either way each batch runs
+through the body of N and of P, and the vocabulary-sized log-softmaxes are
+taken a few rows at a time, as in :mod:`curator.lm.scoring`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from curator.lm.loading import LoadedModel
+from curator.lm.scoring import LOGIT_BUDGET, Encoded, Network, padded_batches, span_positions
+
+if TYPE_CHECKING:
+    import torch
+
+
+def mean_kl(
+    n: LoadedModel,
+    p: LoadedModel,
+    encoded: Encoded,
+    *,
+    token_budget: int | None = None,
+    logit_budget: int = LOGIT_BUDGET,
+) -> np.ndarray:
+    """``mean_t KL(N(.|t) || P(.|t))`` over each sample's scored span, in input order.
+
+    A sample with no scored token gets 0: nothing tells the models apart there.
+    """
+    import torch
+
+    out = np.zeros(len(encoded.ids), dtype=np.float64)
+    # Each chunk holds two log-softmaxes and their difference: share the budget.
+    chunk_budget = max(1, logit_budget // 3)
+    with torch.inference_mode():
+        for order, ids, mask in padded_batches(n, encoded.ids, token_budget):
+            starts = torch.as_tensor([encoded.starts[i] for i in order], device=ids.device)
+            rows, positions = span_positions(mask, starts)
+            hidden_n, net_n = _hidden(n, ids, mask, rows, positions)
+            hidden_p, net_p = _hidden(p, ids, mask, rows, positions)
+            if net_n.vocab_size != net_p.vocab_size:
+                raise ValueError(f"vocabularies differ: {net_n.vocab_size} and {net_p.vocab_size} tokens")
+            token_kl = torch.empty(rows.shape, dtype=torch.float32, device=ids.device)
+            chunks = zip(
+                net_n.log_softmax_chunks(hidden_n, chunk_budget),
+                net_p.log_softmax_chunks(hidden_p, chunk_budget),
+                strict=True,
+            )
+            for (part, log_n), (_, log_p) in chunks:
+                diff = log_n - log_p
+                token_kl[part] = (log_n.exp_() * diff).sum(-1)
+            sums = torch.zeros(len(order), dtype=torch.float64, device=ids.device).index_add_(
+                0, rows, token_kl.double()
+            )
+            counts = torch.bincount(rows, minlength=len(order)).clamp(min=1)
+            out[order] = (sums / counts).cpu().numpy()
+    return out
+
+
+def _hidden(
+    lm: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor, positions: torch.Tensor
+) -> tuple[torch.Tensor, Network]:
+    """The hidden states of ``lm`` at the scored positions, with its adapter switched on.
+
+    The head runs later, outside the adapter switch, which is right only when
+    the adapters leave the head alone (LoRA on the attention and MLP
+    projections, the usual targets): an adapted head is refused.
+    """
+    with lm.active() as model:
+        net = Network.of(model)
+        if hasattr(net.head, "lora_A"):
+            raise ValueError("adapters that change the output head are not supported here; merge them first")
+        return net.hidden(ids, mask)[rows, positions], net

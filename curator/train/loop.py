@@ -1,0 +1,261 @@
+"""The training loop: LoRA + AdamW + cosine schedule, exact gradient accumulation, resumable.
+
+Each optimiser step takes ``grad_accum`` micro-batches and divides every
+micro-batch's loss sum by the loss units of the *whole step*, so the update
+equals one big batch's ``Σ w·CE / Σ m`` whatever the accumulation, packing or
+batch shapes. The data order is a pure function of seed and epoch, which is
+what lets ``--resume`` skip the consumed micro-batches and land on exactly the
+batches an uninterrupted run would have seen (RNG and AdamW state come from
+the checkpoint).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from curator.errors import CuratorError
+from curator.train import model as models
+from curator.train.batching import collate, plan_batches
+from curator.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, trainable
+from curator.train.config import RESUME_INVARIANT, TrainConfig
+from curator.train.data import Sample, TrainingTable, read_training_table
+from curator.train.objectives import Objective, load_objective
+from curator.train.plot import plot_loss, read_metrics
+from curator.train.results import ADAPTER_FILES, MetricsLog, save_adapter, save_merged, write_manifest
+
+
+@dataclass
+class TrainResult:
+    output: Path
+    steps: int
+    tokens: int
+    loss: float | None
+    wall_time_s: float
+
+
+@dataclass
+class Run:
+    """Everything set up before the first step."""
+
+    config: TrainConfig
+    objective: Objective
+    data: TrainingTable
+    samples: list[Sample]
+    truncated: int
+    tokenizer: Any
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    dtype: torch.dtype
+    packed: bool
+    total_steps: int
+
+    @property
+    def params(self) -> list[torch.nn.Parameter]:
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.array([s.length for s in self.samples])
+
+
+def micro_batches(lengths: np.ndarray, config: TrainConfig, packed: bool) -> Iterator[np.ndarray]:
+    """Sample indices of every micro-batch in training order; endless when ``max_steps`` rules."""
+    epochs = itertools.count() if config.max_steps else range(config.epochs)
+    for epoch in epochs:
+        rng = np.random.default_rng([config.seed, epoch])
+        yield from plan_batches(lengths, config.batch_tokens, packed, rng)
+
+
+def learning_rate(config: TrainConfig, step: int, total: int) -> float:
+    """Linear warmup then cosine decay to ``min_lr_ratio × lr``; ``step`` counts from 0."""
+    warmup = math.ceil(config.warmup_ratio * total)
+    if step < warmup:
+        return config.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    floor = config.min_lr_ratio
+    return config.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def prepare(config: TrainConfig) -> Run:
+    """Read and encode the data, load the model with fresh LoRA layers, build the optimiser."""
+    objective = load_objective(config)
+    data = read_training_table(config.data, config.where, objective.columns)
+    device = models.resolve_device(config)
+    dtype = models.resolve_dtype(config, device)
+    tokenizer = models.load_tokenizer(config)
+    samples, truncated = objective.encode(data, tokenizer)
+    if not samples:
+        raise CuratorError(
+            f"{config.data}: no sample has a token left to learn (max_length {config.max_length})"
+        )
+    kwargs = models.load_kwargs(config, device, dtype)
+    model = models.with_lora(models.load_base(objective, config.model, kwargs), config, objective).to(device)
+    packed = _packing(config, models.attention_of(model), objective.packable)
+    objective.setup(models.frozen_loader(objective, config, kwargs, device))
+    params = [p for _, p in trainable(model)]
+    optimizer = torch.optim.AdamW(
+        params, lr=config.lr, weight_decay=config.weight_decay, fused=device.type == "cuda"
+    )
+    lengths = np.array([s.length for s in samples])
+    total = config.max_steps or math.ceil(
+        sum(1 for _ in micro_batches(lengths, config, packed)) / config.grad_accum
+    )
+    return Run(
+        config, objective, data, samples, truncated, tokenizer, model, optimizer, device, dtype, packed, total
+    )
+
+
+def train(config: TrainConfig, callbacks: Sequence[Callable[[dict[str, Any]], None]] = ()) -> TrainResult:
+    """Train a LoRA adapter as ``config`` says; ``callbacks`` get every record written to ``metrics.jsonl``."""
+    session_start = time.perf_counter()
+    output = Path(config.output)
+    _check_output(output, config.resume)
+    run = prepare(config)
+    fingerprint = {"data": run.data.fingerprint, **{k: getattr(config, k) for k in RESUME_INVARIANT}}
+    state: dict[str, Any] = {"step": 0, "tokens": 0, "wall_time_s": 0.0, "fingerprint": fingerprint}
+    checkpoints = list_checkpoints(output) if config.resume else []
+    if checkpoints:
+        state = load_checkpoint(checkpoints[-1], run.model, run.optimizer)
+        _check_resume(state["fingerprint"], fingerprint, checkpoints[-1])
+    earlier_wall = state["wall_time_s"]
+
+    def wall_time() -> float:
+        return earlier_wall + time.perf_counter() - session_start
+
+    def save() -> None:
+        save_checkpoint(
+            output, run.model, run.optimizer, dict(state, wall_time_s=wall_time()), config.keep_checkpoints
+        )
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=run.total_steps, initial=state["step"], disable=not config.progress, unit="step")
+    log = MetricsLog(output / "metrics.jsonl", state["step"], config.log_every, run.device, callbacks, bar)
+    try:
+        _steps(run, state, log, save)
+    finally:
+        log.close()
+
+    save_adapter(run.model, output)
+    if config.merge:
+        save_merged(run.model, run.tokenizer, output / "merged")
+    wrote_plot = plot_loss(output / "metrics.jsonl", output / "loss.png")
+    records = read_metrics(output / "metrics.jsonl")
+    final_loss = records[-1]["loss"] if records else None
+    outputs = [
+        *ADAPTER_FILES,
+        "metrics.jsonl",
+        *(["loss.png"] if wrote_plot else []),
+        *(["merged/"] if config.merge else []),
+    ]
+    write_manifest(
+        output,
+        {
+            "config": config.to_dict(),
+            "data": _data_section(run),
+            "model": _model_section(run),
+            "steps": state["step"],
+            "tokens_seen": state["tokens"],
+            "final_loss": final_loss,
+            "wall_time_s": round(wall_time(), 3),
+            "resumed_from": str(checkpoints[-1]) if checkpoints else None,
+        },
+        outputs,
+    )
+    return TrainResult(output, state["step"], state["tokens"], final_loss, wall_time())
+
+
+def _steps(run: Run, state: dict[str, Any], log: MetricsLog, checkpoint: Callable[[], None]) -> None:
+    """Optimiser steps from ``state['step']`` to the end, skipping the micro-batches already trained on."""
+    config, params = run.config, run.params
+    stream = micro_batches(run.lengths, config, run.packed)
+    for _ in range(state["step"] * config.grad_accum):
+        next(stream)
+    pad_id = (
+        run.tokenizer.pad_token_id if run.tokenizer.pad_token_id is not None else run.tokenizer.eos_token_id
+    )
+    run.model.train()
+    while state["step"] < run.total_steps:
+        plans = list(itertools.islice(stream, config.grad_accum))
+        if not plans:
+            break
+        batches = [collate([run.samples[i] for i in plan], run.packed, pad_id) for plan in plans]
+        units = sum(b.count for b in batches)
+        lr = learning_rate(config, state["step"], run.total_steps)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+        for batch in batches:
+            with models.autocast(run.device, run.dtype):
+                loss = run.objective.loss(run.model, batch.to(run.device)) / units
+            loss.backward()
+            log.add_loss(loss)
+        if config.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+        run.optimizer.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        state["step"] += 1
+        step_tokens = sum(b.tokens for b in batches)
+        state["tokens"] += step_tokens
+        last = state["step"] == run.total_steps
+        log.step_done(state["step"], lr, step_tokens, state["tokens"], last)
+        if last or (config.save_every and state["step"] % config.save_every == 0):
+            checkpoint()
+
+
+def _data_section(run: Run) -> dict[str, Any]:
+    data = run.data
+    return {
+        "path": str(run.config.data),
+        "fingerprint": data.fingerprint,
+        "where": run.config.where,
+        "rows_read": data.rows_read,
+        "rows_filtered_out": data.rows_filtered,
+        "rows_weight_zero": data.rows_zero_weight,
+        "samples": len(run.samples),
+        "truncated": run.truncated,
+        "tokens_per_epoch": int(run.lengths.sum()),
+        "loss_units_per_epoch": sum(s.count for s in run.samples),
+    }
+
+
+def _model_section(run: Run) -> dict[str, Any]:
+    return {
+        "base": run.config.model,
+        "dtype": str(run.dtype).removeprefix("torch."),
+        "device": str(run.device),
+        "attention": models.attention_of(run.model),
+        "packed": run.packed,
+        "trainable_parameters": sum(p.numel() for p in run.params),
+        "parameters": sum(p.numel() for p in run.model.parameters()),
+    }
+
+
+def _packing(config: TrainConfig, attention: str, packable: bool) -> bool:
+    if config.packing == "on" and not packable:
+        raise CuratorError(f"train: objective '{config.objective}' cannot pack samples (use packing: off)")
+    if config.packing != "auto":
+        return config.packing == "on"
+    return packable and attention in models.VARLEN_ATTENTION
+
+
+def _check_output(output: Path, resume: bool) -> None:
+    if not resume and (list_checkpoints(output) or (output / ADAPTER_FILES[1]).exists()):
+        raise CuratorError(f"{output}: already holds a training run (use --resume, or another --output)")
+
+
+def _check_resume(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
+    changed = sorted(k for k in current if saved.get(k) != current[k])
+    if changed:
+        raise CuratorError(
+            f"{path}: cannot resume, these settings differ from the checkpoint's: {', '.join(changed)}"
+        )

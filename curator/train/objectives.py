@@ -1,0 +1,170 @@
+"""Training objectives: the pluggable piece of the trainer.
+
+An objective decides three things: which model class it trains
+(:meth:`Objective.load_model`, PEFT ``task_type``), how a curated row becomes
+a :class:`~curator.train.data.Sample` (:meth:`Objective.encode`), and the loss
+of a micro-batch (:meth:`Objective.loss`). The loop owns everything else
+(LoRA, optimiser, schedule, accumulation, checkpoints, logging).
+
+The loss returns a *sum* over loss units (target tokens for a language
+model, sequences for a classifier), and each sample's ``count`` says how many
+units it has. The loop divides by the units of the whole optimiser step, so
+gradient accumulation and packing never change the result.
+
+To add one, subclass :class:`Objective` in a module of your own and add
+``"name": "module:Class"`` to :data:`curator.train.config.OBJECTIVES`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow.compute as pc
+import torch
+
+from curator.errors import CuratorError
+from curator.train.batching import Batch
+from curator.train.config import OBJECTIVES, TrainConfig
+from curator.train.data import Sample, TrainingTable, encode_examples
+from curator.train.formats import format_row
+from curator.train.losses import distill_kl, linear_cross_entropy
+
+
+class Objective:
+    """Base class: override ``encode`` and ``loss``; the rest has causal-LM defaults."""
+
+    task_type: ClassVar[str] = "CAUSAL_LM"
+    columns: ClassVar[tuple[str, ...]] = ("question", "rationale")
+    packable: ClassVar[bool] = True
+    """False for objectives that pool per sequence and so need one sample per row."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+
+    def load_model(self, path: str, **kwargs: Any) -> torch.nn.Module:
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+
+    def setup(self, load: Callable[[str], torch.nn.Module]) -> None:
+        """Load what the loss needs besides the trained model; ``load(path)`` gives a frozen model on the device."""
+
+    def encode(self, data: TrainingTable, tokenizer: Any) -> tuple[list[Sample], int]:
+        """Samples for the rows of ``data`` and how many were truncated."""
+        raise NotImplementedError
+
+    def loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        """Weighted sum of the batch's loss units (fp32 scalar)."""
+        raise NotImplementedError
+
+
+def causal_lm(model: torch.nn.Module) -> Any:
+    """The transformers model under a PEFT wrapper (LoRA layers are injected in place)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def final_hidden(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """Last hidden states from the decoder alone, so the head runs only where there is loss."""
+    output = causal_lm(model).get_decoder()(**batch.model_inputs())
+    return output.last_hidden_state
+
+
+def logits_fn(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The model's logits beyond its head (Gemma's soft-capping), or None when the head is all."""
+    lm = causal_lm(model)
+    head, cap = lm.get_output_embeddings(), getattr(lm.config, "final_logit_softcapping", None)
+    if not cap:
+        return None
+    return lambda hidden: cap * torch.tanh(head(hidden) / cap)
+
+
+class CausalLM(Objective):
+    """Shared by the language-model objectives: rows become prompt/completion samples."""
+
+    def values(self, data: TrainingTable) -> dict[str, np.ndarray]:
+        """Per-row numbers the loss needs, carried onto each sample."""
+        return {}
+
+    def encode(self, data: TrainingTable, tokenizer: Any) -> tuple[list[Sample], int]:
+        names = [c for c in ("question", "rationale", "answer") if c in data.table.column_names]
+        rows = data.table.select(names).to_pylist()
+        examples = [format_row(row, self.config.format, tokenizer) for row in rows]
+        return encode_examples(
+            examples,
+            data.weights,
+            tokenizer,
+            values=self.values(data),
+            max_length=self.config.max_length,
+            loss_on_prompt=self.config.loss_on_prompt,
+            prompt_special_tokens=self.config.format != "chat",  # the template writes its own BOS
+        )
+
+    def selected_hidden(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        """Hidden states at the positions that carry loss only: prompt and padding never reach the head."""
+        return batch.at_targets(final_hidden(model, batch))
+
+
+class SFT(CausalLM):
+    """``Σ_n w_n Σ_t m_nt CE_nt``: weighted next-token cross-entropy on the completion (METHODS §4)."""
+
+    def loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        hidden = self.selected_hidden(model, batch)
+        head = causal_lm(model).get_output_embeddings()
+        targets, weights = batch.at_targets(batch.targets), batch.at_targets(batch.token_weights)
+        return linear_cross_entropy(hidden, head, targets, weights, logits_fn(model))
+
+
+class NCE(CausalLM):
+    """Dust into Gold's NCE: ``0.5·CE + 0.5·Σ (0.5 + β_n) KL(P ‖ student)`` per token (METHODS §3.7).
+
+    P is the teacher (``--teacher``: a model, or a PEFT adapter on the
+    student's base). β is the row's ``nce_beta`` from the ``nce_kl`` filter.
+    As in the official code the CE half is unweighted: the filter's
+    ``weight = 0.5 + β`` is what this objective applies to the distillation half.
+    """
+
+    columns = ("question", "rationale", "nce_beta")
+
+    def setup(self, load: Callable[[str], torch.nn.Module]) -> None:
+        assert self.config.teacher is not None
+        self.teacher = load(self.config.teacher)
+
+    def values(self, data: TrainingTable) -> dict[str, np.ndarray]:
+        beta = data.table.column("nce_beta")
+        if beta.null_count:
+            row = int(pc.index(pc.is_null(beta), True).as_py()) + 1
+            raise CuratorError(
+                f"{self.config.data}: row {row}: 'nce_beta' is null (run the nce_kl filter first)"
+            )
+        return {"nce_beta": pc.cast(beta, "float32").to_numpy()}
+
+    def loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+        hidden = self.selected_hidden(model, batch)
+        targets = batch.at_targets(batch.targets)
+        student = causal_lm(model)
+        head = student.get_output_embeddings()
+        ce = linear_cross_entropy(
+            hidden, head, targets, torch.ones_like(targets, dtype=torch.float32), logits_fn(model)
+        )
+        with torch.no_grad():
+            teacher_hidden = self.selected_hidden(self.teacher, batch)
+        beta = (0.5 + batch.values["nce_beta"])[batch.at_targets(batch.sample_index)]
+        teacher_head = causal_lm(self.teacher).get_output_embeddings()
+        kd = distill_kl(
+            hidden,
+            teacher_hidden,
+            logits_fn(model) or head,
+            logits_fn(self.teacher) or teacher_head,
+            beta,
+            vocab=head.weight.shape[0],
+        )
+        return 0.5 * ce + 0.5 * kd
+
+
+def load_objective(config: TrainConfig) -> Objective:
+    """The objective ``config.objective`` names, imported only now (it imports torch)."""
+    module, _, name = OBJECTIVES[config.objective].partition(":")
+    return getattr(importlib.import_module(module), name)(config)

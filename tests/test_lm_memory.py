@@ -1,0 +1,52 @@
+"""A 128k-vocabulary model scores long sequences in a memory bound that full logits would break."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("torch")
+
+VOCAB = 128_256
+SEQUENCES, LENGTH = 2, 1024
+FULL_LOGITS_BYTES = SEQUENCES * LENGTH * VOCAB * 4  # one fp32 [batch, seq, vocab] tensor: 1.05 GB
+BOUND_BYTES = 400 << 20
+
+# Run in a fresh process so its peak resident memory says what scoring used.
+SCRIPT = f"""
+import json, resource
+import numpy as np, torch
+from transformers import LlamaForCausalLM
+from curator.lm.loading import LoadedModel
+from curator.lm.scoring import Encoded, score_encoded
+from curator.testing.tiny import arithmetic_corpus, tiny_llama_config, train_tokenizer
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+torch.manual_seed(0)
+config = tiny_llama_config({VOCAB}, max_position_embeddings={LENGTH})
+lm = LoadedModel(LlamaForCausalLM(config).eval(), train_tokenizer(arithmetic_corpus(50)), "cpu")
+rng = np.random.default_rng(0)
+ids = [rng.integers(4, {VOCAB}, {LENGTH}).tolist() for _ in range({SEQUENCES})]
+score_encoded(lm, Encoded([ids[0][:8]], [1], np.zeros(1, bool)))  # warm up allocators and kernels
+before = rss()
+scores = score_encoded(lm, Encoded(ids, [1] * {SEQUENCES}, np.zeros({SEQUENCES}, bool)), token_budget={SEQUENCES * LENGTH})
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({{"growth": peak - before, "n_tokens": scores.n_tokens.tolist(),
+                   "mean_nll": scores.mean_nll.tolist()}}))
+"""
+
+
+def test_large_vocabulary_scores_long_sequences_within_a_memory_bound():
+    assert FULL_LOGITS_BYTES > 2.5 * BOUND_BYTES
+    result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, check=True)
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["n_tokens"] == [LENGTH - 1] * SEQUENCES
+    # A random model is near-uniform over the vocabulary: NLL close to ln(VOCAB).
+    assert all(abs(nll - 11.76) < 0.5 for nll in report["mean_nll"])
+    assert report["growth"] < BOUND_BYTES, f"scoring grew resident memory by {report['growth'] / 2**20:.0f} MiB"

@@ -1,0 +1,363 @@
+"""The comparison report's numbers, checked against plain-Python recomputation.
+
+The outcomes are built by hand (as a build would write them: every row in
+exactly one of curated/rejected, score columns null where a step was not
+reached, rejected rows shuffled), so the report must line rows up itself.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections import Counter
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from curator.report import RecipeOutcome, write_report
+from curator.report.analysis import compare_outcomes, sweep
+from curator.task import Task
+
+
+class ExactTask(Task):
+    name = "exact"
+
+    def extract(self, text: str) -> str | None:
+        return text.strip() or None
+
+
+def synthetic_rows(questions: int = 30, samples: int = 6, seed: int = 1) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for q in range(questions):
+        reference = str(q)
+        pool = [reference, reference, str(q + 100), str(q + 200), None]
+        answers = [rng.choice(pool) for _ in range(samples)]
+        counts = Counter(a for a in answers if a is not None)
+        top = max(counts.values()) if counts else 0
+        vote = next((a for a in answers if a is not None and counts[a] == top), None)
+        parsable = sum(counts.values())
+        entropy = -sum(c / parsable * math.log(c / parsable) for c in counts.values()) if parsable else None
+        for s, answer in enumerate(answers):
+            rows.append(
+                {
+                    "id": f"q{q:03d}",
+                    "sample": s,
+                    "question": f"question {q}",
+                    "rationale": f"reasoning {q}.{s}",
+                    "answer": answer,
+                    "reference": reference,
+                    "vote_answer": vote,
+                    "vote_share": top / parsable if parsable else None,
+                    "entropy": entropy,
+                    "ds": rng.uniform(1.0, 5.0),
+                    "beta": rng.uniform(0.0, 0.99),
+                }
+            )
+    return rows
+
+
+def _percentile_cut(values: list[float], percent: float, lowest: bool) -> float:
+    ordered = sorted(values, reverse=not lowest)
+    count = max(1, min(len(ordered), math.ceil(len(ordered) * percent / 100)))
+    return ordered[count - 1]
+
+
+def make_outcome(
+    name: str, rows: list[dict], steps: list[dict], columns: dict[str, list], keep, weight, dropped_by
+) -> RecipeOutcome:
+    """Split rows into curated/rejected tables with the score columns, rejected shuffled."""
+    table = pa.table(
+        {
+            "id": [r["id"] for r in rows],
+            "sample": pa.array([r["sample"] for r in rows], pa.int32()),
+            "question": [r["question"] for r in rows],
+            "rationale": [r["rationale"] for r in rows],
+            "answer": pa.array([r["answer"] for r in rows], pa.string()),
+            "reference": [r["reference"] for r in rows],
+            **{
+                c: pa.array(v, pa.float64() if c != "vote_answer" else pa.string())
+                for c, v in columns.items()
+            },
+            "keep": pa.array(keep, pa.bool_()),
+            "weight": pa.array(weight, pa.float32()),
+            "dropped_by": pa.array(dropped_by, pa.string()),
+        }
+    )
+    mask = pa.array(keep)
+    rejected = table.filter(pc.invert(mask))
+    order = list(range(rejected.num_rows))
+    random.Random(len(name)).shuffle(order)
+    manifest = {"steps": steps, "rows_in": len(rows), "rows_out": int(sum(keep))}
+    return RecipeOutcome(name, table.filter(mask), rejected.take(order), manifest)
+
+
+def three_recipes(rows: list[dict]) -> list[RecipeOutcome]:
+    """vote (majority vote); vote_ds (then DS weight, lowest 50 %); ent (entropy step named 'ent' + NCE weights)."""
+    n = len(rows)
+    agree = [r["answer"] is not None and r["answer"] == r["vote_answer"] for r in rows]
+    vote_cols = {
+        "vote_answer": [r["vote_answer"] for r in rows],
+        "vote_share": [r["vote_share"] for r in rows],
+    }
+    vote_step = {
+        "step": "majority_vote",
+        "filter": "majority_vote",
+        "columns": ["vote_answer", "vote_share"],
+        "rows_in": n,
+        "rows_kept": sum(agree),
+    }
+    vote = make_outcome(
+        "vote",
+        rows,
+        [vote_step],
+        vote_cols,
+        agree,
+        [1.0] * n,
+        [None if a else "majority_vote" for a in agree],
+    )
+
+    reached = [r["ds"] for r, a in zip(rows, agree, strict=True) if a]
+    cut = _percentile_cut(reached, 50, lowest=True)
+    ds_keep = [a and r["ds"] <= cut for r, a in zip(rows, agree, strict=True)]
+    vote_ds = make_outcome(
+        "vote_ds",
+        rows,
+        [
+            vote_step,
+            {
+                "step": "ds_weight",
+                "filter": "ds_weight",
+                "columns": ["ds_loss", "ds_weight"],
+                "rows_in": sum(agree),
+                "rows_kept": sum(ds_keep),
+            },
+        ],
+        vote_cols
+        | {
+            "ds_loss": [r["ds"] / 2 if a else None for r, a in zip(rows, agree, strict=True)],
+            "ds_weight": [r["ds"] if a else None for r, a in zip(rows, agree, strict=True)],
+        },
+        ds_keep,
+        [1.0] * n,
+        [
+            None if k else ("majority_vote" if not a else "ds_weight")
+            for k, a in zip(ds_keep, agree, strict=True)
+        ],
+    )
+
+    low = [r["entropy"] is not None and r["entropy"] < 0.9 and a for r, a in zip(rows, agree, strict=True)]
+    ent = make_outcome(
+        "ent",
+        rows,
+        [
+            {
+                "step": "ent",
+                "filter": "entropy",
+                "columns": ["answer_entropy_ent"],
+                "rows_in": n,
+                "rows_kept": sum(low),
+            },
+            {
+                "step": "nce_kl",
+                "filter": "nce_kl",
+                "columns": ["nce_beta"],
+                "rows_in": sum(low),
+                "rows_kept": sum(low),
+            },
+        ],
+        {
+            "answer_entropy_ent": [r["entropy"] for r in rows],
+            "nce_beta": [r["beta"] if k else None for r, k in zip(rows, low, strict=True)],
+        },
+        low,
+        [0.5 + r["beta"] if k else 1.0 for r, k in zip(rows, low, strict=True)],
+        [None if k else "ent" for k in low],
+    )
+    return [vote, vote_ds, ent]
+
+
+def _correct(row: dict) -> bool:
+    return row["answer"] is not None and row["answer"] == row["reference"]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    rows = synthetic_rows()
+    outcomes = three_recipes(rows)
+    out = tmp_path_factory.mktemp("report")
+    files = write_report(
+        outcomes, out, task=ExactTask(), accuracy={"vote": {"accuracy": 0.25, "ci95": [0.1, 0.4]}}
+    )
+    return rows, outcomes, files
+
+
+def _md_table(markdown: str, first_header: str) -> dict[str, list[str]]:
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
+    table = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        table[cells[0]] = cells[1:]
+    return table
+
+
+def test_summary_table_matches_recount(report):
+    rows, outcomes, files = report
+    kept_by_recipe = {
+        o.name: {(r["id"], r["sample"]) for r in o.curated.select(["id", "sample"]).to_pylist()}
+        for o in outcomes
+    }
+    weights = {o.name: o.curated["weight"].to_pylist() for o in outcomes}
+    all_correct = sum(_correct(r) for r in rows)
+    table = _md_table(files.markdown.read_text(), "recipe")
+    stored = {r["name"]: r for r in json.loads(files.json.read_text())["recipes"]}
+    for name, kept in kept_by_recipe.items():
+        kept_rows = [r for r in rows if (r["id"], r["sample"]) in kept]
+        right = sum(_correct(r) for r in kept_rows)
+        expected = {
+            "rows_kept": len(kept_rows),
+            "questions_kept": len({r["id"] for r in kept_rows}),
+            "share_kept": len(kept_rows) / len(rows),
+            "mean_weight": sum(weights[name]) / len(weights[name]),
+            "precision": right / len(kept_rows),
+            "recall": right / all_correct,
+        }
+        for key, value in expected.items():
+            assert stored[name][key] == pytest.approx(value, rel=1e-6), (name, key)
+        cells = table[name]
+        assert cells[:6] == [
+            str(expected["rows_kept"]),
+            str(expected["questions_kept"]),
+            f"{expected['share_kept']:.3f}",
+            f"{expected['mean_weight']:.3f}",
+            f"{expected['precision']:.3f}",
+            f"{expected['recall']:.3f}",
+        ]
+    assert table["vote"][6] == "0.250 [0.100, 0.400]"
+    assert table["ent"][6] == "—"
+    assert stored["vote"]["rows_in"] == len(rows) and stored["vote"]["questions_in"] == 30
+    steps = _md_table(files.markdown.read_text(), "recipe | steps (filter: rows kept / rows in)")
+    assert steps["vote_ds"] == [
+        f"majority_vote: {len(kept_by_recipe['vote'])}/{len(rows)} → ds_weight: {len(kept_by_recipe['vote_ds'])}/{len(kept_by_recipe['vote'])}"
+    ]
+
+
+def test_jaccard_matches_sets(report):
+    rows, outcomes, files = report
+    sets = {
+        o.name: {(r["id"], r["sample"]) for r in o.curated.select(["id", "sample"]).to_pylist()}
+        for o in outcomes
+    }
+    stored = json.loads(files.json.read_text())["jaccard"]
+    for i, a in enumerate(stored["recipes"]):
+        for j, b in enumerate(stored["recipes"]):
+            expected = len(sets[a] & sets[b]) / len(sets[a] | sets[b])
+            assert stored["matrix"][i][j] == pytest.approx(expected)
+    table = _md_table(files.markdown.read_text(), "recipe | vote")
+    assert (
+        table["vote"][1] == f"{len(sets['vote'] & sets['vote_ds']) / len(sets['vote'] | sets['vote_ds']):.3f}"
+    )
+
+
+def test_score_sources_merge_shared_steps_and_strip_step_suffix(report):
+    rows, outcomes, _ = report
+    comparison = compare_outcomes(outcomes, ExactTask())
+    labels = {(s.column, tuple(s.recipes)) for s in comparison.sources}
+    assert labels == {
+        ("vote_share", ("vote", "vote_ds")),
+        ("ds_weight", ("vote_ds",)),
+        ("answer_entropy", ("ent",)),
+        ("nce_beta", ("ent",)),
+    }
+
+
+def test_sweep_reproduces_percentile_selection(report):
+    rows, outcomes, _ = report
+    comparison = compare_outcomes(outcomes, ExactTask())
+    source = next(s for s in comparison.sources if s.column == "ds_weight")
+    result = sweep(source, comparison.correct, comparison.labelled)
+    reached = [r for r in rows if r["answer"] is not None and r["answer"] == r["vote_answer"]]
+    for k in (1, 37, 50, 100):
+        cut = _percentile_cut([r["ds"] for r in reached], k, lowest=True)
+        chosen = [r for r in reached if r["ds"] <= cut]
+        assert result.kept_fraction[k - 1] == pytest.approx(len(chosen) / len(reached))
+        assert result.precision[k - 1] == pytest.approx(sum(map(_correct, chosen)) / len(chosen))
+    # At the recipe's own k the sweep is what the recipe kept.
+    vote_ds = outcomes[1].curated
+    assert result.precision[49] == pytest.approx(
+        np.mean(
+            [
+                a == r
+                for a, r in zip(vote_ds["answer"].to_pylist(), vote_ds["reference"].to_pylist(), strict=True)
+            ]
+        )
+    )
+    assert (
+        sweep(
+            next(s for s in comparison.sources if s.column == "nce_beta"),
+            comparison.correct,
+            comparison.labelled,
+        )
+        is None
+    )
+
+
+def test_interval_table_matches_manual_bins(report):
+    rows, _, files = report
+    entropies = [r["entropy"] for r in rows if r["entropy"] is not None]
+    lo, hi = min(entropies), max(entropies)
+    table = _md_table(files.markdown.read_text(), "answer_entropy interval")
+    assert len(table) == 10
+    for i, (interval, cells) in enumerate(table.items()):
+        left, right = lo + (hi - lo) * i / 10, lo + (hi - lo) * (i + 1) / 10
+        inside = [
+            r
+            for r in rows
+            if r["entropy"] is not None
+            and left <= r["entropy"]
+            and (r["entropy"] < right or (i == 9 and r["entropy"] <= right))
+        ]
+        assert interval == f"[{left:.3f}, {right:.3f}]"
+        assert cells[:2] == [str(len(inside)), str(sum(map(_correct, inside)))]
+
+
+def test_figures_written_and_linked(report):
+    _, _, files = report
+    markdown = files.markdown.read_text()
+    html = files.html.read_text()
+    names = {p.name for p in files.figures}
+    assert {"jaccard.png", "precision-sweep.png"} <= names
+    assert sum(n.startswith("distribution-") for n in names) == 4
+    assert sum(n.startswith("intervals-") for n in names) == 2
+    for path in files.figures:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"](figures/{path.name})" in markdown
+    assert html.count("<img ") == len(files.figures) and 'src="data:image/png;base64,' in html
+    assert "figures/" not in html  # self-contained
+
+
+def test_without_references_reports_no_precision(tmp_path):
+    rows = synthetic_rows(questions=5)
+    for row in rows:
+        row["reference"] = None
+    outcomes = three_recipes(rows)
+    files = write_report(outcomes, tmp_path, task=ExactTask())
+    stored = json.loads(files.json.read_text())["recipes"]
+    assert all(r["precision"] is None and r["recall"] is None for r in stored)
+    assert not any(p.name.startswith(("intervals-", "precision-")) for p in files.figures)
+
+
+def test_different_candidates_are_refused(tmp_path):
+    from curator.errors import CuratorError
+
+    first = three_recipes(synthetic_rows(questions=4))[0]
+    other = three_recipes(synthetic_rows(questions=5))[0]
+    other.name = "other"
+    with pytest.raises(CuratorError, match="recipe 'other' was built over different candidates than 'vote'"):
+        write_report([first, other], tmp_path, task=ExactTask())
