@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,10 @@ class CachedScores:
     def __init__(self, cache: StepCache, num_parts: int) -> None:
         self.cache = cache
         self.num_parts = num_parts
-        self.num_rows = sum(self.cache.read(i).num_rows for i in range(num_parts))
+
+    @cached_property
+    def num_rows(self) -> int:
+        return sum(self.cache.read(i).num_rows for i in range(self.num_parts))
 
     def column(self, name: str) -> pa.ChunkedArray:
         chunks = [self.cache.read(i).column(name) for i in range(self.num_parts)]

@@ -127,12 +127,13 @@ def run_build(
     context = FilterContext(task=task, base_dir=recipe.base_dir, models=ModelPool())
     state = _BuildState(prepared.num_rows)
     stats: list[dict[str, Any]] = []
-    types: list[dict[str, pa.DataType]] = []
     try:
         for k in range(len(steps) + 1):
             selecting = steps[k - 1] if k else None
             scoring = steps[k] if k < len(steps) else None
-            label = f"{scoring.step.name}" if scoring else "writing"
+            label = scoring.step.name if scoring else "writing"
+            if scoring is None:
+                types = _score_types(steps, prepared.num_batches)
             with progress_bar(prepared.num_rows, label, enabled=progress) as bar:
                 for index, first_row, batch in prepared.batches():
                     if selecting is not None:
@@ -144,7 +145,6 @@ def run_build(
                     bar.update(batch.num_rows)
             if scoring is not None:
                 stats.append(_fit(scoring, prepared, state))
-                types = _score_types(steps[: k + 1], prepared.num_batches)
     finally:
         for planned in steps:
             planned.filter.close()

@@ -29,7 +29,7 @@ from curator.train.config import DTYPES, FORMATS, OBJECTIVES, PACKING, TrainConf
 @click.option("--format", "format_", type=click.Choice(FORMATS), help="Text layout (default natural).")
 @click.option("--loss-on-prompt/--no-loss-on-prompt", default=None, help="Also learn the prompt tokens.")
 @click.option(
-    "--objective", type=click.Choice(sorted(OBJECTIVES)), help="sft (default) or nce (needs --teacher)."
+    "--objective", type=click.Choice(sorted(OBJECTIVES)), help="sft (default), nce (needs --teacher), ranker or ranker-pairwise (the ASC ranker)."
 )
 @click.option("--teacher", help="NCE teacher P: a model folder or a PEFT adapter on the same base.")
 @click.option("--seed", type=int)
