@@ -19,6 +19,7 @@ from curator.filter import (
     check_percent,
     keep_by_threshold,
     percentile_threshold,
+    runtime_option,
     select_option,
 )
 from curator.hookspecs import hookimpl
@@ -43,5 +44,6 @@ __all__ = [
     "hookimpl",
     "keep_by_threshold",
     "percentile_threshold",
+    "runtime_option",
     "select_option",
 ]

@@ -25,6 +25,45 @@ ROW = "_row"
 """Absolute row number in the working copy, stored beside every score."""
 
 
+MAX_STAMPED_FILES = 10_000
+
+
+def file_stamps(values: Any, base_dir: Path) -> list[tuple[str, int, int]]:
+    """``(path, size, mtime_ns)`` of each local file an option names, folders included.
+
+    A model retrained in place or an edited validation set then changes the
+    cache key. Strings that are not local paths (hub names) add nothing.
+    """
+    stamps: list[tuple[str, int, int]] = []
+
+    def visit(value: Any) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                visit(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                visit(item)
+        elif isinstance(value, str) and value and "\n" not in value:
+            path = Path(value).expanduser()
+            path = path if path.is_absolute() else base_dir / path
+            try:
+                if path.is_file():
+                    files = [path]
+                elif path.is_dir():
+                    files = sorted(path.rglob("*"))[:MAX_STAMPED_FILES]
+                else:
+                    return
+            except OSError:
+                return
+            for file in files:
+                if file.is_file():
+                    info = file.stat()
+                    stamps.append((str(file), info.st_size, info.st_mtime_ns))
+
+    visit(values)
+    return stamps
+
+
 def cache_key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
 

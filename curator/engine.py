@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from curator.cache import ROW, CachedScores, StepCache, cache_key
+from curator.cache import ROW, CachedScores, StepCache, cache_key, file_stamps
 from curator.errors import CuratorError
 from curator.filter import Filter, FilterContext, Selection
 from curator.io import Source
@@ -88,11 +88,12 @@ def plan_steps(recipe: Recipe, prepared: Prepared, registry: Registry) -> list[P
                     f"filter step '{step.name}' adds column '{out}', which already exists; give the step a 'name'"
                 )
             taken.add(out)
+        stamps = file_stamps(instance.score_options(), recipe.base_dir)
         key = cache_key(prepared.fingerprint, recipe.task, recipe.batch_rows, recipe.regroup, chain,
-                        step.filter, entry.distribution, instance.score_options())
+                        step.filter, entry.distribution, instance.score_options(), stamps)
         planned.append(PlannedStep(step, instance, entry.plugin, entry.distribution,
                                    StepCache(recipe.cache_dir(), key), names))
-        chain.append([step.filter, entry.distribution, instance.options()])
+        chain.append([step.filter, entry.distribution, instance.options(), stamps])
     return planned
 
 

@@ -6,8 +6,11 @@ computing statistics over the rows that reach it, counting, timing, and
 writing rejected rows with the step that dropped them. A filter only decides.
 
 Options that change only which rows are kept (a threshold, a percentile) are
-declared with :func:`select_option`; they are left out of the score cache key,
-so changing them re-runs selection without re-scoring.
+declared with :func:`select_option`, and options that change only how
+scoring runs (a batch size) with :func:`runtime_option`; both are left out of
+the score cache key, so changing them re-scores nothing. An option naming a
+local file or folder (a model, a validation set) keys the cache by that
+path's size and modification time too, so editing it re-scores.
 """
 
 from __future__ import annotations
@@ -32,6 +35,11 @@ from curator.task import Task
 def select_option(default: Any) -> Any:
     """A dataclass field that affects selection only, not the scores."""
     return dataclasses.field(default=default, metadata={"select": True})
+
+
+def runtime_option(default: Any) -> Any:
+    """A dataclass field that changes how scoring runs (a batch size), not the scores."""
+    return dataclasses.field(default=default, metadata={"runtime": True})
 
 
 @dataclass
@@ -140,7 +148,7 @@ class Filter(ABC):
         return {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
-            if f.init and not f.metadata.get("select")
+            if f.init and not (f.metadata.get("select") or f.metadata.get("runtime"))
         }
 
 

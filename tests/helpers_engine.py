@@ -65,6 +65,7 @@ class TestPlugin:
     def register_filters(register):
         register(RationaleLength)
         register(HalfWeight)
+        register(FileBonus)
 
 
 def engine_registry():
@@ -90,3 +91,20 @@ def read_split(out: Path) -> tuple[pa.Table, pa.Table, dict]:
         pq.read_table(out / "rejected.parquet"),
         json.loads((out / "manifest.json").read_text()),
     )
+
+
+@dataclass(kw_only=True)
+class FileBonus(Filter):
+    """Scores every row with the number written in the file ``bonus``."""
+
+    name = "file_bonus"
+    columns = ("bonus",)
+    bonus: str = "bonus.txt"
+
+    def score(self, batch, context):
+        SCORE_CALLS.append(batch.num_rows)
+        value = float(context.resolve(self.bonus).read_text())
+        return {"bonus": pa.array([value] * batch.num_rows)}
+
+    def select(self, batch, stats):
+        return Selection(keep=np.ones(batch.num_rows, bool))

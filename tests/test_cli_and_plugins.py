@@ -143,6 +143,6 @@ def test_a_pip_installed_third_party_filter_is_listed_and_runs(tmp_path):
 
 
 def test_build_progress_bar_shows_rows_per_second(tmp_path):
-    run = curator_cli("build", str(EXAMPLE / "recipe.yaml"), "--output", str(tmp_path / "out"), "--progress")
+    run = curator_cli("build", str(EXAMPLE / "self_consistency.yaml"), "--output", str(tmp_path / "out"), "--progress")
     assert run.returncode == 0, run.stderr
     assert "rows/s" in run.stderr and "entropy" in run.stderr

@@ -193,3 +193,18 @@ def test_kill_9_mid_build_then_rerun_equals_an_uninterrupted_run(tmp_path, candi
     for name in ("curated", "rejected"):
         assert pq.read_table(tmp_path / "out" / f"{name}.parquet").equals(
             pq.read_table(reference.output_dir / f"{name}.parquet"))
+
+
+def test_editing_a_file_an_option_names_rescores(tmp_path, candidates):
+    bonus = tmp_path / "bonus.txt"
+    bonus.write_text("1.5")
+    first = build(tmp_path, candidates, ["file_bonus"])
+    assert set(pq.read_table(first.output_dir / "curated.parquet").column("bonus").to_pylist()) == {1.5}
+    SCORE_CALLS.clear()
+    assert build(tmp_path, candidates, ["file_bonus"]).manifest["steps"][0]["cached"] is True
+    assert SCORE_CALLS == []
+    bonus.write_text("2.25")
+    os.utime(bonus, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
+    again = build(tmp_path, candidates, ["file_bonus"])
+    assert again.manifest["steps"][0]["cached"] is False
+    assert set(pq.read_table(again.output_dir / "curated.parquet").column("bonus").to_pylist()) == {2.25}

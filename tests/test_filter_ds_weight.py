@@ -57,7 +57,7 @@ def setup(tiny_llama, tmp_path_factory):
              for a, b in rng.integers(1, 99, (6, 2))]
     (root / "valid.jsonl").write_text("".join(json.dumps(v) + "\n" for v in valid))
     groups, rationales = [], []
-    for g in range(25):
+    for _ in range(25):
         a, b = rng.integers(1, 99, 2)
         groups.append([str(a + b)] * 4)
         rationales.append([f"{a} + {b} = {a + b}.", "eggs eggs eggs " * int(rng.integers(1, 9)),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from curator.lm.pairs import encode_pairs
 from curator.testing import make_candidates, manifest_of, run_filter
-from curator_plugins.reward_model import encode_pairs
 
 torch = pytest.importorskip("torch")
 

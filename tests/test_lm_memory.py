@@ -17,16 +17,16 @@ BOUND_BYTES = 400 << 20
 
 # Run in a fresh process so its peak resident memory says what scoring used.
 SCRIPT = f"""
-import json, resource
+import json
 import numpy as np, torch
 from transformers import LlamaForCausalLM
 from curator.lm.loading import LoadedModel
 from curator.lm.scoring import Encoded, score_encoded
 from curator.testing.tiny import arithmetic_corpus, tiny_llama_config, train_tokenizer
 
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
+def status(field):  # VmRSS now, VmHWM its peak (ru_maxrss would carry the parent's peak over exec)
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
 
 torch.manual_seed(0)
 config = tiny_llama_config({VOCAB}, max_position_embeddings={LENGTH})
@@ -34,9 +34,9 @@ lm = LoadedModel(LlamaForCausalLM(config).eval(), train_tokenizer(arithmetic_cor
 rng = np.random.default_rng(0)
 ids = [rng.integers(4, {VOCAB}, {LENGTH}).tolist() for _ in range({SEQUENCES})]
 score_encoded(lm, Encoded([ids[0][:8]], [1], np.zeros(1, bool)))  # warm up allocators and kernels
-before = rss()
+before = status("VmRSS")
 scores = score_encoded(lm, Encoded(ids, [1] * {SEQUENCES}, np.zeros({SEQUENCES}, bool)), token_budget={SEQUENCES * LENGTH})
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = status("VmHWM")
 print(json.dumps({{"growth": peak - before, "n_tokens": scores.n_tokens.tolist(),
                    "mean_nll": scores.mean_nll.tolist()}}))
 """

@@ -62,8 +62,8 @@ def ranker_scores(
     token_budget: int | None = None,
 ) -> np.ndarray:
     """``sigmoid(logit)`` of every (question, rationale), batched by length under a token budget."""
+    from curator.lm.pairs import encode_pairs
     from curator.lm.scoring import classifier_logits
-    from curator_plugins.reward_model import encode_pairs
 
     ids = encode_pairs(ranker.tokenizer, list(questions), list(rationales), max_length)
     logits = classifier_logits(ranker, ids, token_budget=token_budget)[:, 0]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from curator.lm.loading import LoadedModel
-from curator.lm.scoring import LOGIT_BUDGET, Encoded, Network, padded_batches, span_positions
+from curator.lm.scoring import Encoded, Network, default_logit_budget, padded_batches, span_positions
 
 if TYPE_CHECKING:
     import torch
@@ -27,7 +27,7 @@ def mean_kl(
     encoded: Encoded,
     *,
     token_budget: int | None = None,
-    logit_budget: int = LOGIT_BUDGET,
+    logit_budget: int | None = None,
 ) -> np.ndarray:
     """``mean_t KL(N(.|t) || P(.|t))`` over each sample's scored span, in input order.
 
@@ -37,7 +37,7 @@ def mean_kl(
 
     out = np.zeros(len(encoded.ids), dtype=np.float64)
     # Each chunk holds two log-softmaxes and their difference: share the budget.
-    chunk_budget = max(1, logit_budget // 3)
+    chunk_budget = max(1, (logit_budget or default_logit_budget(n.device)) // 3)
     with torch.inference_mode():
         for order, ids, mask in padded_batches(n, encoded.ids, token_budget):
             starts = torch.as_tensor([encoded.starts[i] for i in order], device=ids.device)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from curator.errors import CuratorError
+from curator.filter import runtime_option
 from curator.lm.loading import (
     DTYPE_NAMES,
     LoadedModel,
@@ -37,7 +38,7 @@ class ModelOptions:
     dtype: str | None = None
     trust_remote_code: bool = False
     revision: str | None = None
-    batch_tokens: int | None = None
+    batch_tokens: int | None = runtime_option(None)
 
     def check_model_options(self, step: str) -> None:
         """Reject a dtype or batch size that loading would fail on later, naming the step."""

@@ -26,13 +26,19 @@ if TYPE_CHECKING:
 
 Span = Literal["completion", "all"]
 
-LOGIT_BUDGET = 1 << 24
-"""Logits held at once by the chunked log-softmax (64 MiB in fp32)."""
-
 
 def default_token_budget(device: str) -> int:
-    """Padded tokens per batch: small on a CPU (cache-friendly), large on a GPU."""
-    return 32768 if device.startswith("cuda") else 2048
+    """Padded tokens per batch: enough to keep a GPU busy; on a CPU, past the per-call overheads."""
+    return 32768 if device.startswith("cuda") else 4096
+
+
+def default_logit_budget(device: str) -> int:
+    """Logits held at once by the chunked log-softmax.
+
+    On a CPU a chunk that stays in cache (32 MiB in fp32) is faster than a
+    bigger one; a GPU wants large matmuls (256 MiB).
+    """
+    return 1 << 26 if device.startswith("cuda") else 1 << 23
 
 
 @dataclass(frozen=True)
@@ -115,7 +121,7 @@ def score_texts(
     span: Span = "completion",
     max_length: int | None = None,
     token_budget: int | None = None,
-    logit_budget: int = LOGIT_BUDGET,
+    logit_budget: int | None = None,
 ) -> SequenceScores:
     """Sum of log-probabilities, token count and mean NLL of each text's span."""
     encoded = encode(lm.tokenizer, prompts, completions, span=span, max_length=max_length)
@@ -123,7 +129,7 @@ def score_texts(
 
 
 def score_encoded(
-    lm: LoadedModel, encoded: Encoded, *, token_budget: int | None = None, logit_budget: int = LOGIT_BUDGET
+    lm: LoadedModel, encoded: Encoded, *, token_budget: int | None = None, logit_budget: int | None = None
 ) -> SequenceScores:
     """:func:`score_texts` on sequences already tokenised by :func:`encode`."""
     import torch
@@ -173,7 +179,7 @@ def next_token_logprobs(
             positions = (lengths[:, None] + offsets).clamp(min=0).reshape(-1)
             rows = torch.arange(len(order), device=ids.device).repeat_interleave(last)
             hidden = net.hidden(ids, mask)[rows, positions]
-            picked = torch.cat([lp[:, wanted] for _, lp in net.log_softmax_chunks(hidden, LOGIT_BUDGET)])
+            picked = torch.cat([lp[:, wanted] for _, lp in net.log_softmax_chunks(hidden, None)])
             out[order] = picked.double().reshape(len(order), last, -1).cpu().numpy()
     return out
 
@@ -194,7 +200,7 @@ def classifier_logits(
     return np.zeros((0, 1)) if out is None else out
 
 
-# -- the pieces shared with kl.py and generation.py ----------------------------------------------
+# -- the pieces shared with kl.py and generation.py ------------------------------
 
 
 def length_batches(lengths: Sequence[int], token_budget: int) -> list[np.ndarray]:
@@ -301,12 +307,16 @@ class Network:
         return self.body(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
 
     def log_softmax_chunks(
-        self, hidden: torch.Tensor, logit_budget: int
+        self, hidden: torch.Tensor, logit_budget: int | None
     ) -> Iterator[tuple[slice, torch.Tensor]]:
-        """fp32 log-probabilities over the vocabulary for row chunks of ``hidden [rows, hidden]``."""
+        """fp32 log-probabilities over the vocabulary for row chunks of ``hidden [rows, hidden]``.
+
+        A chunk holds at most ``logit_budget`` logits (default: the device's).
+        """
         import torch
 
-        step = max(1, logit_budget // self.vocab_size)
+        budget = logit_budget or default_logit_budget(hidden.device.type)
+        step = max(1, budget // self.vocab_size)
         for start in range(0, hidden.shape[0], step):
             part = slice(start, start + step)
             logits = self.head(hidden[part]).float()

@@ -25,10 +25,10 @@ import pyarrow.compute as pc
 import torch
 
 from curator.errors import CuratorError
+from curator.lm.pairs import encode_pairs
 from curator.train.batching import Batch
 from curator.train.data import IGNORE, Sample, TrainingTable
 from curator.train.objectives import Objective
-from curator_plugins.reward_model import encode_pairs
 
 
 class Ranker(Objective):

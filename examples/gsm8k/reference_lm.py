@@ -1,4 +1,4 @@
-"""Train the small reference LM that ``ds_weight.yaml`` scores with, offline, in about a minute.
+"""Train the small reference LM that ``recipe.yaml`` scores with (its ``ds_weight`` step), offline, in about a minute.
 
 IWSI's DS weight needs a base model M that has seen human-written solutions,
 so that "as surprising to M as human data" means something. This script
@@ -18,7 +18,9 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 
@@ -30,7 +32,7 @@ def read_texts(path: Path) -> list[str]:
     return [f"Q: {r['question']}\nA: {r['rationale']}" for r in rows]
 
 
-def batches(encoded: list[list[int]], batch_size: int, steps: int, seed: int):
+def batches(encoded: list[list[int]], batch_size: int, steps: int, seed: int) -> Iterator[tuple[Any, Any, Any]]:
     """Shuffled batches as (input_ids, attention_mask, labels), padding ignored by the loss."""
     import torch
 
@@ -65,7 +67,10 @@ def train(output: Path, *, steps: int, batch_size: int, max_length: int, seed: i
     )
     model = LlamaForCausalLM(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 20) * 0.5 * (1 + math.cos(math.pi * s / steps)))
+    # 20 warm-up steps, then cosine decay to zero.
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / 20) * 0.5 * (1 + math.cos(math.pi * s / steps))
+    )
     model.train()
     for step, (ids, mask, labels) in enumerate(batches(encoded, batch_size, steps, seed), 1):
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
