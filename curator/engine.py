@@ -10,6 +10,7 @@ does not grow with the text in the input.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -163,8 +164,11 @@ def _score(planned: PlannedStep, index: int, first_row: int, batch: pa.RecordBat
     rows = np.flatnonzero(reach) + first_row
     reached = batch.filter(pa.array(reach))
     started = time.perf_counter()
-    columns = planned.filter.score(reached, context) if reached.num_rows else {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        columns = planned.filter.score(reached, context) if reached.num_rows else {}
     planned.report["score_seconds"] = planned.report.get("score_seconds", 0.0) + time.perf_counter() - started
+    _relay_warnings(planned, caught)
     arrays = [pa.array(rows, pa.int64())]
     for name in planned.filter.columns:
         if reached.num_rows and name not in columns:
@@ -180,9 +184,21 @@ def _score(planned: PlannedStep, index: int, first_row: int, batch: pa.RecordBat
     planned.cache.write(index, pa.Table.from_arrays(arrays, names=[ROW, *planned.filter.columns]))
 
 
+def _relay_warnings(planned: PlannedStep, caught: list[warnings.WarningMessage]) -> None:
+    """Re-issue a filter's warnings under its step name, and keep them for the manifest."""
+    for warning in caught:
+        message = f"filter step '{planned.step.name}': {warning.message}"
+        planned.report.setdefault("warnings", []).append(message)
+        warnings.warn_explicit(message, warning.category, "curator", 0)
+
+
 def _fit(planned: PlannedStep, prepared: Prepared, state: _BuildState) -> dict[str, Any]:
     if not planned.cache.complete:
-        planned.cache.finish({"facts": planned.filter.describe(), "score_seconds": planned.report.get("score_seconds", 0.0)})
+        planned.cache.finish({
+            "facts": planned.filter.describe(),
+            "score_seconds": planned.report.get("score_seconds", 0.0),
+            "warnings": planned.report.get("warnings", []),
+        })
         planned.report["cached"] = False
     else:
         planned.report["cached"] = True
@@ -191,7 +207,9 @@ def _fit(planned: PlannedStep, prepared: Prepared, state: _BuildState) -> dict[s
     planned.report["fit_seconds"] = time.perf_counter() - started
     planned.report["rows_in"] = int(state.reach.sum())
     planned.report["stats"] = stats
-    planned.report["facts"] = planned.cache.meta().get("facts", {})
+    meta = planned.cache.meta()
+    planned.report["facts"] = meta.get("facts", {})
+    planned.report["warnings"] = meta.get("warnings", [])
     return stats
 
 
@@ -299,6 +317,7 @@ def _manifest(recipe: Recipe, prepared: Prepared, steps: list[PlannedStep], stat
             "rows_dropped": dropped,
             "stats": report.get("stats", {}),
             "facts": report.get("facts", {}),
+            "warnings": report.get("warnings", []),
             "cached": report.get("cached", False),
             "cache": str(planned.cache.dir),
             "seconds": {k: round(report.get(f"{k}_seconds", 0.0), 4) for k in ("score", "fit", "select")},

@@ -7,9 +7,13 @@ file with the recipe's ``rejected_by_step: true``).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from curator import Filter, Selection, hookimpl
+import pyarrow as pa
+
+from curator import Filter, FilterContext, Selection, hookimpl
 
 
 @dataclass(kw_only=True)
@@ -18,13 +22,13 @@ class Correctness(Filter):
     columns = ("correct",)
     requires = ("reference",)
 
-    def score(self, batch, context):
+    def score(self, batch: pa.RecordBatch, context: FilterContext) -> dict[str, pa.Array]:
         return {"correct": context.task.equal_batch(batch.column("answer"), batch.column("reference"))}
 
-    def select(self, batch, stats):
+    def select(self, batch: pa.RecordBatch, stats: Mapping[str, Any]) -> Selection:
         return Selection(keep=batch.column("correct"))
 
 
 @hookimpl
-def register_filters(register):
+def register_filters(register: Callable[..., None]) -> None:
     register(Correctness)

@@ -9,7 +9,9 @@ agree with the majority answer stay, as in both sources.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -18,6 +20,8 @@ import pyarrow.compute as pc
 from curator import (
     CuratorError,
     Filter,
+    FilterContext,
+    ScoreColumns,
     Selection,
     check_percent,
     hookimpl,
@@ -38,12 +42,12 @@ class Entropy(Filter):
     threshold: float | None = select_option(None)
     keep_percent: float | None = select_option(None)
 
-    def validate(self, step):
+    def validate(self, step: str) -> None:
         if self.threshold is not None and self.keep_percent is not None:
             raise CuratorError(f"filter step '{step}': give 'threshold' or 'keep_percent', not both")
         check_percent(self.keep_percent, step)
 
-    def score(self, batch, context):
+    def score(self, batch: pa.RecordBatch, context: FilterContext) -> dict[str, pa.Array]:
         votes = AnswerDistribution.of(batch.column("id"), batch.column("answer"))
         entropy = votes.entropy()
         if self.normalize:
@@ -55,13 +59,13 @@ class Entropy(Filter):
         row_entropy = entropy[votes.row_group]
         return {"answer_entropy": pa.array(row_entropy, mask=np.isnan(row_entropy)), "_agrees": pa.array(agrees)}
 
-    def fit(self, scores):
+    def fit(self, scores: ScoreColumns) -> dict[str, Any]:
         if self.keep_percent is None:
             return {"threshold": DEFAULT_THRESHOLD if self.threshold is None else self.threshold, "rule": "H < threshold"}
         cut = percentile_threshold(scores.numpy("answer_entropy"), self.keep_percent, keep="lowest")
         return {"threshold": cut, "rule": f"H <= the {self.keep_percent}th percentile"}
 
-    def select(self, batch, stats):
+    def select(self, batch: pa.RecordBatch, stats: Mapping[str, Any]) -> Selection:
         entropy = pc.fill_null(batch.column("answer_entropy"), np.nan).to_numpy(zero_copy_only=False)
         if self.keep_percent is None:
             with np.errstate(invalid="ignore"):
@@ -72,5 +76,5 @@ class Entropy(Filter):
 
 
 @hookimpl
-def register_filters(register):
+def register_filters(register: Callable[..., None]) -> None:
     register(Entropy)

@@ -7,14 +7,15 @@ length-normalised sequence probability ``exp(logprob / n_tokens)``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curator import Filter, Selection, check_percent, hookimpl, select_option
+from curator import Filter, FilterContext, ScoreColumns, Selection, check_percent, hookimpl, select_option
 from curator.groups import AnswerDistribution
 
 TIE_RULE = "first in group: among answers with the top vote, the one that appears first"
@@ -31,11 +32,11 @@ class MajorityVote(Filter):
     def requires(self) -> tuple[str, ...]:  # type: ignore[override]
         return ("logprob", "n_tokens") if self.weight_by == "logprob" else ()
 
-    def validate(self, step):
+    def validate(self, step: str) -> None:
         if self.min_share is not None:
             check_percent(self.min_share * 100, step, "min_share (as a fraction)")
 
-    def score(self, batch, context):
+    def score(self, batch: pa.RecordBatch, context: FilterContext) -> dict[str, pa.Array]:
         weights = None
         if self.weight_by == "logprob":
             logprob = pc.fill_null(batch.column("logprob"), -np.inf).to_numpy()
@@ -51,10 +52,10 @@ class MajorityVote(Filter):
             "vote_share": pa.array(row_share, mask=np.isnan(row_share)),
         }
 
-    def fit(self, scores):
+    def fit(self, scores: ScoreColumns) -> dict[str, Any]:
         return {"tie_rule": TIE_RULE}
 
-    def select(self, batch, stats):
+    def select(self, batch: pa.RecordBatch, stats: Mapping[str, Any]) -> Selection:
         keep = pc.fill_null(pc.equal(batch.column("answer"), batch.column("vote_answer")), False)
         if self.min_share is not None:
             keep = pc.and_(keep, pc.fill_null(pc.greater_equal(batch.column("vote_share"), self.min_share), False))
@@ -62,5 +63,5 @@ class MajorityVote(Filter):
 
 
 @hookimpl
-def register_filters(register):
+def register_filters(register: Callable[..., None]) -> None:
     register(MajorityVote)

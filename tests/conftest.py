@@ -12,3 +12,20 @@ EXAMPLE = ROOT / "examples" / "gsm8k"
 def _isolated_cache(tmp_path, monkeypatch):
     """Every test gets its own score cache, so no test sees another's scores."""
     monkeypatch.setenv("CURATOR_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def stub():
+    """Start loopback OpenAI stub servers on demand; all are stopped after the test."""
+    from curator.testing.openai_server import OpenAIStubServer, StubConfig
+
+    servers = []
+
+    def start(**config):
+        server = OpenAIStubServer(StubConfig(**config)).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

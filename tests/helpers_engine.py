@@ -66,6 +66,7 @@ class TestPlugin:
         register(RationaleLength)
         register(HalfWeight)
         register(FileBonus)
+        register(Grumpy)
 
 
 def engine_registry():
@@ -105,6 +106,23 @@ class FileBonus(Filter):
         SCORE_CALLS.append(batch.num_rows)
         value = float(context.resolve(self.bonus).read_text())
         return {"bonus": pa.array([value] * batch.num_rows)}
+
+    def select(self, batch, stats):
+        return Selection(keep=np.ones(batch.num_rows, bool))
+
+
+@dataclass(kw_only=True)
+class Grumpy(Filter):
+    """Keeps everything and warns once per scored batch."""
+
+    name = "grumpy"
+    columns = ("seen",)
+
+    def score(self, batch, context):
+        import warnings
+
+        warnings.warn(f"{batch.num_rows} rows looked odd", stacklevel=2)
+        return {"seen": pa.array([True] * batch.num_rows)}
 
     def select(self, batch, stats):
         return Selection(keep=np.ones(batch.num_rows, bool))

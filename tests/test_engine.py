@@ -208,3 +208,13 @@ def test_editing_a_file_an_option_names_rescores(tmp_path, candidates):
     again = build(tmp_path, candidates, ["file_bonus"])
     assert again.manifest["steps"][0]["cached"] is False
     assert set(pq.read_table(again.output_dir / "curated.parquet").column("bonus").to_pylist()) == {2.25}
+
+
+def test_warnings_while_scoring_name_the_step_and_reach_the_manifest(tmp_path, candidates):
+    with pytest.warns(UserWarning, match=r"filter step 'picky': \d+ rows looked odd"):
+        result = build(tmp_path, candidates, [{"grumpy": {"name": "picky"}}], batch_rows=1000)
+    warned = result.manifest["steps"][0]["warnings"]
+    assert len(warned) >= 1 and all(w.startswith("filter step 'picky': ") for w in warned)
+    cached = build(tmp_path, candidates, [{"grumpy": {"name": "picky"}}], batch_rows=1000, name="again")
+    assert cached.manifest["steps"][0]["cached"] is True
+    assert cached.manifest["steps"][0]["warnings"] == warned

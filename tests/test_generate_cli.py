@@ -17,23 +17,9 @@ import pytest
 pytest.importorskip("openai")
 
 from curator.cli import main  # noqa: E402
-from curator.testing.openai_server import OpenAIStubServer, StubConfig  # noqa: E402
+from curator.testing.openai_server import OpenAIStubServer  # noqa: E402
 
 SECRET = "sk-test-secret-do-not-write"
-
-
-@pytest.fixture
-def stub():
-    servers: list[OpenAIStubServer] = []
-
-    def start(**config) -> OpenAIStubServer:
-        server = OpenAIStubServer(StubConfig(**config)).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def _questions(path: Path, count: int, poison: int | None = None) -> Path:

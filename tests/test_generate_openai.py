@@ -17,20 +17,6 @@ from curator.testing.openai_server import OpenAIStubServer, StubConfig, respond 
 QUESTION = "Q: Tom has 3 apples and buys 4 more. How many?\nA:"
 
 
-@pytest.fixture
-def stub():
-    servers: list[OpenAIStubServer] = []
-
-    def start(**config) -> OpenAIStubServer:
-        server = OpenAIStubServer(StubConfig(**config)).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
 @pytest.fixture(autouse=True)
 def _fast_retries(monkeypatch):
     monkeypatch.setattr(openai_backend, "RETRY_DELAY", 0.01)
