@@ -25,7 +25,7 @@ from curator.io import Source, conform
 from curator.outputs import atomic_path, write_json
 from curator.task import Task
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -184,12 +184,18 @@ def _write_working_copy(source: Source, task: Task, dest: Path, batch_rows: int,
 
 
 def _answered(batch: pa.RecordBatch, task: Task) -> tuple[pa.RecordBatch, bool]:
-    """Fill ``answer`` from the rationale when absent, and normalise ``reference``."""
+    """Parse ``answer`` from the rationale when absent, else canonicalise it; normalise ``reference``.
+
+    Supplied answers go through the task too, so that ``18.0`` and ``18`` are
+    one vote and one correct answer, as they are when the task parses them.
+    """
     names = batch.schema.names
     columns = dict(zip(names, batch.columns))
     filled = "answer" not in columns
     if filled:
         columns["answer"] = task.extract_batch(columns["rationale"])
+    else:
+        columns["answer"] = task.normalize_reference_batch(columns["answer"])
     if "reference" in columns:
         columns["reference"] = task.normalize_reference_batch(columns["reference"])
     order = names if not filled else _insert_after(names, "rationale", "answer")

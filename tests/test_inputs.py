@@ -122,3 +122,13 @@ def test_cli_exit_code_2_and_one_line_message(tmp_path):
     assert run.stderr.strip().count("\n") == 0
     assert run.stderr.startswith("curator: error: ") and "c.jsonl:2: invalid JSON" in run.stderr
     assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_supplied_answers_are_canonicalised_by_the_task(tmp_path):
+    table = make_candidates([["18.0", "18", "$1,000.50", "1000.5", None]])
+    path = tmp_path / "c.parquet"
+    pq.write_table(table, path)
+    curated, rejected, _ = read_split(build(tmp_path, path, ["majority_vote"]).output_dir)
+    both = pa.concat_tables([curated, rejected]).sort_by("sample")
+    assert both.column("answer").to_pylist() == ["18", "18", "1000.5", "1000.5", None]
+    assert curated.column("vote_share").to_pylist()[0] == 0.5

@@ -71,7 +71,9 @@ def run_filter(
     """Run one filter step over ``table`` with the engine; all rows back, in input order.
 
     ``filter`` is a registered name, a Filter class (registered for the run)
-    or an instance (its options are used). The result has the filter's score
+    or an instance (its options are used). Answers and references are
+    canonicalised by ``task`` as in a real build, so letters need
+    ``task="multiple_choice"`` and yes/no ``task="yes_no"``. The result has the filter's score
     columns, ``keep``, ``weight`` and ``dropped_by``; the build's manifest is
     in the table's schema metadata under ``b"manifest"``.
     """
