@@ -126,7 +126,7 @@ def run_build(
     prepared = prepare(source, task, cache_root, batch_rows=recipe.batch_rows, regroup=recipe.regroup)
     steps = plan_steps(recipe, prepared, registry)
     writer = OutputWriter(output_dir, [s.step.name for s in steps], per_step=recipe.rejected_by_step)
-    context = FilterContext(task=task, base_dir=recipe.base_dir, models=ModelPool())
+    context = FilterContext(task=task, base_dir=recipe.base_dir, models=ModelPool(), device=recipe.device)
     state = _BuildState(prepared.num_rows)
     stats: list[dict[str, Any]] = []
     try:

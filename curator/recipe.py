@@ -18,7 +18,7 @@ import yaml
 
 from curator.errors import CuratorError
 
-TOP_LEVEL_KEYS = {"input", "task", "filters", "output", "regroup", "batch_rows", "cache", "rejected_by_step"}
+TOP_LEVEL_KEYS = {"input", "task", "filters", "output", "regroup", "batch_rows", "cache", "rejected_by_step", "device"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class Recipe:
     batch_rows: int = 16384
     cache: Path | None = None
     rejected_by_step: bool = False
+    device: str | None = None
     source: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -133,6 +134,7 @@ def parse_recipe(raw: dict[str, Any], *, base_dir: Path, source: Path | None = N
         batch_rows=batch_rows,
         cache=resolve(raw.get("cache")),
         rejected_by_step=bool(raw.get("rejected_by_step", False)),
+        device=str(raw["device"]) if raw.get("device") else None,
         source=source,
         raw=raw,
     )

@@ -67,6 +67,7 @@ class TestPlugin:
         register(HalfWeight)
         register(FileBonus)
         register(Grumpy)
+        register(DeviceProbe)
 
 
 def engine_registry():
@@ -123,6 +124,20 @@ class Grumpy(Filter):
 
         warnings.warn(f"{batch.num_rows} rows looked odd", stacklevel=2)
         return {"seen": pa.array([True] * batch.num_rows)}
+
+    def select(self, batch, stats):
+        return Selection(keep=np.ones(batch.num_rows, bool))
+
+
+@dataclass(kw_only=True)
+class DeviceProbe(Filter):
+    """Records the device the build asked model-backed filters to use."""
+
+    name = "device_probe"
+    columns = ("device",)
+
+    def score(self, batch, context):
+        return {"device": pa.array([context.device] * batch.num_rows, pa.string())}
 
     def select(self, batch, stats):
         return Selection(keep=np.ones(batch.num_rows, bool))

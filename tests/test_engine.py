@@ -218,3 +218,10 @@ def test_warnings_while_scoring_name_the_step_and_reach_the_manifest(tmp_path, c
     cached = build(tmp_path, candidates, [{"grumpy": {"name": "picky"}}], batch_rows=1000, name="again")
     assert cached.manifest["steps"][0]["cached"] is True
     assert cached.manifest["steps"][0]["warnings"] == warned
+
+
+def test_the_recipe_device_reaches_the_filters(tmp_path, candidates):
+    default = build(tmp_path, candidates, ["device_probe"], name="default")
+    assert set(pq.read_table(default.output_dir / "curated.parquet").column("device").to_pylist()) == {None}
+    pinned = build(tmp_path, candidates, ["device_probe"], name="pinned", device="cpu", cache=str(tmp_path / "other"))
+    assert set(pq.read_table(pinned.output_dir / "curated.parquet").column("device").to_pylist()) == {"cpu"}
