@@ -27,7 +27,7 @@ from curator.io import Source
 from curator.outputs import package_versions
 from curator.plugins import Registry, get_registry
 from curator.prepare import Prepared, prepare
-from curator.progress import progress_bar
+from curator.progress import progress_bar, reporting_rows
 from curator.recipe import Recipe, Step
 from curator.writer import OutputWriter
 
@@ -140,11 +140,12 @@ def run_build(
                 for index, first_row, batch in prepared.batches():
                     if selecting is not None:
                         _select(selecting, k - 1, index, first_row, batch, stats[k - 1], state)
+                    reported = 0
                     if scoring is not None:
-                        _score(scoring, index, first_row, batch, state, context)
+                        reported = _score(scoring, index, first_row, batch, state, context, bar)
                     else:
                         writer.write(_output_batch(batch, index, first_row, steps, types, state))
-                    bar.update(batch.num_rows)
+                    bar.update(batch.num_rows - reported)
             if scoring is not None:
                 stats.append(_fit(scoring, prepared, state))
     finally:
@@ -157,14 +158,24 @@ def run_build(
 
 
 def _score(planned: PlannedStep, index: int, first_row: int, batch: pa.RecordBatch,
-           state: _BuildState, context: FilterContext) -> None:
+           state: _BuildState, context: FilterContext, bar: Any) -> int:
+    """Score the batch's reached rows unless cached; returns the rows already shown on ``bar``."""
     if planned.cache.complete or planned.cache.has(index):
-        return
+        return 0
     reach = state.reach[first_row : first_row + batch.num_rows]
     rows = np.flatnonzero(reach) + first_row
     reached = batch.filter(pa.array(reach))
+    shown = 0
+
+    def advance(count: int) -> None:
+        nonlocal shown
+        count = min(count, reached.num_rows - shown)  # a filter may score other texts too
+        if count > 0:
+            bar.update(count)
+            shown += count
+
     started = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, reporting_rows(advance):
         warnings.simplefilter("always")
         columns = planned.filter.score(reached, context) if reached.num_rows else {}
     planned.report["score_seconds"] = planned.report.get("score_seconds", 0.0) + time.perf_counter() - started
@@ -182,6 +193,7 @@ def _score(planned: PlannedStep, index: int, first_row: int, batch: pa.RecordBat
             )
         arrays.append(array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array)
     planned.cache.write(index, pa.Table.from_arrays(arrays, names=[ROW, *planned.filter.columns]))
+    return shown
 
 
 def _relay_warnings(planned: PlannedStep, caught: list[warnings.WarningMessage]) -> None:

@@ -1,11 +1,36 @@
-"""Progress bars on stderr: on a terminal by default, forced on or off on request."""
+"""Progress bars on stderr: on a terminal by default, forced on or off on request.
+
+A filter that scores slowly (a model) can call :func:`report_rows` as it
+finishes rows, so the build's bar moves within a batch instead of jumping
+once per batch; outside a build the call does nothing.
+"""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
+
+_row_reporter: ContextVar[Callable[[int], None] | None] = ContextVar("curator_row_reporter", default=None)
+
+
+def report_rows(count: int) -> None:
+    """Tell the running build that ``count`` more rows of the current batch are scored."""
+    reporter = _row_reporter.get()
+    if reporter is not None:
+        reporter(count)
+
+
+@contextmanager
+def reporting_rows(reporter: Callable[[int], None]) -> Iterator[None]:
+    """Route :func:`report_rows` calls made inside the block to ``reporter``."""
+    token = _row_reporter.set(reporter)
+    try:
+        yield
+    finally:
+        _row_reporter.reset(token)
 
 
 class _Silent:

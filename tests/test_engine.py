@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import helpers_engine
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -225,3 +226,44 @@ def test_the_recipe_device_reaches_the_filters(tmp_path, candidates):
     assert set(pq.read_table(default.output_dir / "curated.parquet").column("device").to_pylist()) == {None}
     pinned = build(tmp_path, candidates, ["device_probe"], name="pinned", device="cpu", cache=str(tmp_path / "other"))
     assert set(pq.read_table(pinned.output_dir / "curated.parquet").column("device").to_pylist()) == {"cpu"}
+
+
+def test_a_slow_filter_can_move_the_progress_bar_within_a_batch(tmp_path, candidates, monkeypatch):
+    import curator.engine as engine
+    from curator.progress import report_rows
+
+    passes: dict[str, list[int]] = {}
+
+    class Bar:
+        def __init__(self, label):
+            self.updates = passes.setdefault(label, [])
+
+        def update(self, n):
+            if n:
+                self.updates.append(n)
+
+    class Context:
+        def __init__(self, total, label, **options):
+            self.label = label
+
+        def __enter__(self):
+            return Bar(self.label)
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(engine, "progress_bar", Context)
+    original = helpers_engine.RationaleLength.score
+
+    def chatty(self, batch, context):
+        for _ in range(batch.num_rows):
+            report_rows(1)
+        report_rows(5)  # over-reporting (e.g. a validation set) never runs ahead of the batch
+        return original(self, batch, context)
+
+    monkeypatch.setattr(helpers_engine.RationaleLength, "score", chatty)
+    rows = pq.read_metadata(candidates).num_rows
+    build(tmp_path, candidates, ["rationale_length"], batch_rows=100)
+    assert set(passes) == {"rationale_length", "writing"}
+    assert sum(passes["rationale_length"]) == rows and set(passes["rationale_length"]) == {1}
+    assert sum(passes["writing"]) == rows

@@ -233,8 +233,11 @@ def padded_batches(
 
     Right-padded for scoring, left-padded (``left=True``) for generation;
     ``extra`` tokens per sample (to be generated) count against the budget.
+    Each batch the caller is done with is reported to the build's progress bar.
     """
     import torch
+
+    from curator.progress import report_rows
 
     budget = token_budget or default_token_budget(lm.device)
     for order in length_batches([len(s) + extra for s in sequences], budget):
@@ -247,6 +250,7 @@ def padded_batches(
             ids[row, cols] = torch.as_tensor(sequences[i], dtype=torch.long)
             mask[row, cols] = 1
         yield order, ids.to(lm.device), mask.to(lm.device)
+        report_rows(len(order))
 
 
 def span_positions(mask: torch.Tensor, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
