@@ -29,3 +29,14 @@ def stub():
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread, so exact comparisons do not depend on thread scheduling."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

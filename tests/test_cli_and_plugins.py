@@ -107,11 +107,15 @@ THIRD_PARTY_PYPROJECT = textwrap.dedent('''
 ''')
 
 
-def test_readme_plugin_example_is_the_tested_one():
+def test_readme_and_plugin_package_examples_are_the_tested_one():
     readme = (ROOT / "README.md").read_text()
     assert THIRD_PARTY_MODULE.strip() in readme
     assert THIRD_PARTY_PYPROJECT.strip() in readme
     assert len(THIRD_PARTY_MODULE.strip().splitlines()) < 40
+    import curator_plugins
+
+    example = textwrap.dedent(curator_plugins.__doc__.split("::", 1)[1])
+    assert THIRD_PARTY_MODULE.strip() in example
 
 
 @pytest.mark.slow

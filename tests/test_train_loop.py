@@ -15,13 +15,7 @@ from curator.errors import CuratorError
 from curator.testing.tiny import arithmetic_corpus, build_tiny_llama
 from curator.train import TrainConfig, train
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,7 @@ from curator.train.formats import natural
 from curator.train.model import with_lora
 from curator.train.objectives import NCE, SFT
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
