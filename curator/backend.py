@@ -251,7 +251,9 @@ class BatchedBackend(Backend):
 
     def _take_batch(self) -> list[tuple[Request, asyncio.Future[Result]]]:
         key = self.batch_key(self._pending[0][0].params)
-        batch, rest, sequences = [], [], 0
+        batch: list[tuple[Request, asyncio.Future[Result]]] = []
+        rest: list[tuple[Request, asyncio.Future[Result]]] = []
+        sequences = 0
         for item in self._pending:
             n = item[0].params.n
             fits = not batch or sequences + n <= self.batch_size
@@ -287,12 +289,12 @@ async def bounded_as_completed(awaitables: Iterable[Awaitable[T]], window: int) 
                 running.add(future)
             if not running:
                 return
-            future = await finished.get()
-            running.discard(future)
-            yield future.result()
+            done = await finished.get()
+            running.discard(done)
+            yield done.result()
     finally:
-        for future in running:
-            future.cancel()
+        for task in running:
+            task.cancel()
 
 
 async def stream_results(

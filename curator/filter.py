@@ -53,7 +53,8 @@ class Selection:
 class ScoreColumns(Protocol):
     """Read access to a filter's score columns over all rows that reached it."""
 
-    num_rows: int
+    @property
+    def num_rows(self) -> int: ...
 
     def column(self, name: str) -> pa.ChunkedArray: ...
 
@@ -64,6 +65,8 @@ class Models(Protocol):
     """Loaded models shared by the filters of one build, keyed by what loads them."""
 
     def get(self, key: tuple[Any, ...], load: Any) -> Any: ...
+
+    def clear(self) -> None: ...
 
 
 @dataclass

@@ -146,6 +146,7 @@ def parse_steps(items: Any, where: Path | str) -> list[Step]:
         raise CuratorError(f"{where}: 'filters' must be a list")
     steps: list[Step] = []
     for position, item in enumerate(items):
+        options: dict[str, Any]
         if isinstance(item, str):
             filter_name, options = item, {}
         elif isinstance(item, dict) and len(item) == 1:

@@ -173,7 +173,7 @@ def generate(config: EvalConfig, questions: list[str], registry: Registry) -> li
     results: list[Result | None] = [None] * len(questions)
     with progress_bar(len(questions), "eval", enabled=config.progress, unit="questions") as bar:
         for result in iter_results(backend_class(options), build_requests(questions, config)):
-            results[result.request.key] = result
+            results[cast(int, result.request.key)] = result
             bar.update(1)
     return cast(list[Result], results)  # iter_results answers every request
 

@@ -269,7 +269,7 @@ class GenerateRun:
             self._usage_written = self.requests
 
     def _usage(self, previous: dict[str, Any], *, total: bool) -> dict[str, Any]:
-        usage = {
+        usage: dict[str, float] = {
             "requests": self.requests,
             "prompt_tokens": self.usage.prompt_tokens,
             "completion_tokens": self.usage.completion_tokens,

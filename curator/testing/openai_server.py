@@ -232,8 +232,8 @@ class OpenAIStubServer:
         config = self.config
         if config.api_key is not None and authorization != f"Bearer {config.api_key}":
             sent = authorization.removeprefix("Bearer ")
-            message = {"error": {"message": f"Incorrect API key provided: {sent}", "type": "invalid_request_error"}}
-            return 401, "application/json", json.dumps(message).encode(), []
+            refusal = {"error": {"message": f"Incorrect API key provided: {sent}", "type": "invalid_request_error"}}
+            return 401, "application/json", json.dumps(refusal).encode(), []
         request = json.loads(body)
         key = _digest(body)
         attempt = self._attempts[key]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>"]
 
@@ -61,7 +62,7 @@ def tiny_llama_config(vocab_size: int, **overrides):
     """A LlamaConfig of about 100k parameters (overridable: hidden_size, layers...)."""
     from transformers import LlamaConfig
 
-    settings = dict(
+    settings: dict[str, Any] = dict(
         vocab_size=vocab_size,
         hidden_size=32,
         intermediate_size=64,
@@ -128,5 +129,5 @@ def build_tiny_lora(base: str | Path, path: str | Path, *, seed: int = 0, r: int
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(base)
     config = LoraConfig(r=r, lora_alpha=2 * r, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False)
-    get_peft_model(model, config).save_pretrained(path)
+    get_peft_model(model, config).save_pretrained(str(path))
     return path

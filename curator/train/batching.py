@@ -89,7 +89,9 @@ def plan_batches(
 
 
 def _fill(order: np.ndarray, lengths: np.ndarray, fits) -> list[np.ndarray]:
-    batches, current, total = [], [], 0
+    batches: list[np.ndarray] = []
+    current: list[int] = []
+    total = 0
     for index in order:
         if current and not fits([*current, index], total + lengths[index]):
             batches.append(np.asarray(current))
