@@ -9,6 +9,7 @@ wrong, and makes the run finish with failures (exit code 1) rather than stop.
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +18,6 @@ from typing import Any, cast
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from curator.backend import BackendOptions, Request, Result, SamplingParams, iter_results
@@ -31,7 +31,7 @@ from curator.evaluate.voting import (
     vote,
     wilson_interval,
 )
-from curator.io import Source
+from curator.generate.questions import QuestionFile
 from curator.outputs import atomic_path, package_versions, write_json
 from curator.plugins import Registry, get_registry
 from curator.progress import progress_bar
@@ -108,36 +108,22 @@ class EvalResult:
 def read_test_set(path: str, task: Task, limit: int | None = None) -> pa.Table:
     """``id``, ``question`` and the normalised ``reference`` of each test question.
 
-    The gold answer is the ``reference`` column, or else ``answer`` (GSM8K's
-    worked solution ending in ``#### N``); both go through the task's
-    reference normaliser, as in a build. Missing ids become row numbers.
+    Read like ``curator generate``'s questions: the gold answer is the
+    ``reference`` column, or else ``answer`` (GSM8K's worked solution ending
+    in ``#### N``), through the task's reference normaliser; a missing id is
+    the same stable hash of the question text that generate gives it.
     """
-    source = Source.open(path)
-    if source.format == "jsonl":  # Source's JSONL reader expects candidate columns (a rationale)
-        try:
-            table = pajson.read_json(source.path)
-        except pa.ArrowInvalid as exc:
-            raise CuratorError(f"{path}: not valid JSONL ({exc})") from None
-    else:
-        batches = list(source.iter_batches())
-        table = pa.Table.from_batches(batches) if batches else pa.table({})
-    if table.num_rows == 0:
+    questions = QuestionFile(path, task)
+    if not questions.columns:
         raise CuratorError(f"{path}: no questions")
-    if limit is not None:
-        table = table.slice(0, limit)
-    names = table.column_names
-    if "question" not in names:
-        raise CuratorError(f"{path}: missing column 'question' (has: {', '.join(names)})")
-    gold = "reference" if "reference" in names else "answer" if "answer" in names else None
-    if gold is None:
+    if not questions.has_reference:
         raise CuratorError(f"{path}: no gold answers (a 'reference' or 'answer' column)")
-    ids = (
-        pc.cast(table["id"], pa.string())
-        if "id" in names
-        else pa.array([str(i) for i in range(table.num_rows)])
-    )
-    reference = task.normalize_reference_batch(pc.cast(table[gold], pa.string()).combine_chunks())
-    return pa.table({"id": ids, "question": pc.cast(table["question"], pa.string()), "reference": reference})
+    rows = list(itertools.islice(questions, limit))
+    return pa.table({
+        "id": pa.array([q.id for q in rows], pa.string()),
+        "question": pa.array([q.question for q in rows], pa.string()),
+        "reference": pa.array([q.reference for q in rows], pa.string()),
+    })
 
 
 def build_requests(questions: list[str], config: EvalConfig) -> list[Request]:
