@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from curator import Filter, Selection, hookimpl, keep_by_threshold, percentile_threshold, select_option
 from curator.engine import run_build
-from curator.plugins import get_registry, registry_for
+from curator.plugins import registry_for
 from curator.recipe import parse_recipe
 
 SCORE_CALLS: list[int] = []
@@ -72,11 +72,7 @@ class TestPlugin:
 
 def engine_registry():
     """Installed plugins plus the test filters above."""
-    registry = registry_for([TestPlugin])
-    for kind, table in get_registry().entries.items():
-        for name, entry in table.items():
-            registry.entries[kind].setdefault(name, entry)
-    return registry
+    return registry_for([TestPlugin], entry_points_too=True)
 
 
 def build(tmp: Path, input_path: Path, filters: list[Any], *, name: str = "out", **extra: Any):
