@@ -121,7 +121,9 @@ def test_weight_two_equals_the_row_counted_twice(model, samples):
     twice, grads_twice = loss_and_grads(model, collate([first, first, *rest], packed=True, pad_id=0))
     torch.testing.assert_close(with_weight, twice, rtol=1e-5, atol=1e-5)
     for name in grads_weight:
-        torch.testing.assert_close(grads_weight[name], grads_twice[name], rtol=1e-4, atol=1e-6)
+        # fp32 sums in another order: tolerance relative to the gradient's own scale
+        scale = float(grads_twice[name].abs().max())
+        torch.testing.assert_close(grads_weight[name], grads_twice[name], rtol=1e-4, atol=1e-5 * scale)
 
 
 def test_nce_mixes_ce_with_beta_weighted_distillation(model, samples):
