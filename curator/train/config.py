@@ -64,12 +64,12 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     epochs: int = 1
     max_steps: int | None = None
-    batch_tokens: int = 8192
+    batch_tokens: int | None = None  # None: chosen for the memory available (see train/memory.py)
     grad_accum: int = 1
     packing: str = "auto"
     attn_implementation: str | None = None
     dtype: str = "auto"
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool | None = None  # None: on only when memory demands it
     seed: int = 0
     save_every: int = 500
     keep_checkpoints: int = 2
@@ -103,7 +103,7 @@ class TrainConfig:
                 raise CuratorError(f"train: {name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         positive = ("max_length", "lora_r", "batch_tokens", "grad_accum", "epochs", "keep_checkpoints", "log_every")
         for name in positive:
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise CuratorError(f"train: {name} must be at least 1, got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps < 1:
             raise CuratorError(f"train: max_steps must be at least 1, got {self.max_steps}")
