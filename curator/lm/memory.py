@@ -264,3 +264,28 @@ def affordable_tokens(bytes_per_token: float, *, device: str, fixed: int = 0, av
     """How many tokens at ``bytes_per_token`` fit in the memory available, after ``fixed`` bytes."""
     room = (available if available is not None else available_memory(device)) * SAFETY - fixed
     return max(0, math.floor(room / max(bytes_per_token, 1.0)))
+
+
+def inference_token_budget(model: Any, width: int, requested: int | None, default: int, device: str) -> int:
+    """Padded tokens per forward pass without gradients: ``requested`` if it fits, else the default capped to fit.
+
+    A budget the user asked for that cannot fit is refused in one line; the
+    default shrinks to what fits, down to one sequence of ``width`` tokens.
+    """
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    shape = ModelShape.of(inner.config)
+    element = next(inner.parameters()).element_size()
+    per_token = inference_bytes_per_token(shape, width=width, bytes_per_element=element)
+    available = available_memory(device)
+    fits = affordable_tokens(per_token, device=device, fixed=head_chunk_bytes(shape, width), available=available)
+    wanted = requested or default
+    if wanted <= fits:
+        return wanted
+    if requested is not None or fits < width:
+        tokens = max(requested or 0, width)
+        raise CuratorError(
+            f"batch_tokens {tokens:,}: a forward pass of {tokens:,} tokens ({width:,} per sequence) needs about "
+            f"{format_gib(tokens * per_token)} but {format_gib(available)} is available; "
+            + ("lower batch_tokens" if requested is not None and fits >= width else "lower max_length or free memory")
+        )
+    return fits

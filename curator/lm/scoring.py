@@ -233,14 +233,21 @@ def padded_batches(
 
     Right-padded for scoring, left-padded (``left=True``) for generation;
     ``extra`` tokens per sample (to be generated) count against the budget.
+    The default budget shrinks to what the memory available holds (see
+    :func:`curator.lm.memory.inference_token_budget`); a budget given that
+    cannot fit is refused before the first batch.
     Each batch the caller is done with is reported to the build's progress bar.
     """
     import torch
 
+    from curator.lm.memory import inference_token_budget
     from curator.progress import report_rows
 
-    budget = token_budget or default_token_budget(lm.device)
-    for order in length_batches([len(s) + extra for s in sequences], budget):
+    if not sequences:
+        return
+    lengths = [len(s) + extra for s in sequences]
+    budget = inference_token_budget(lm.model, max(lengths), token_budget, default_token_budget(lm.device), lm.device)
+    for order in length_batches(lengths, budget):
         width = max(1, max(len(sequences[i]) for i in order))
         ids = torch.full((len(order), width), lm.pad_id, dtype=torch.long)
         mask = torch.zeros((len(order), width), dtype=torch.long)
