@@ -12,6 +12,11 @@ mean number of requests at the server, seen by the client and by the server.
 
 The sequential run is shortened at high latency (about ten seconds' worth
 of requests, at least 50); requests per second do not depend on its length.
+
+With ``--model DIR`` it measures the transformers backend instead (see
+:func:`transformers_backend_speed`): generated tokens per second of the
+backend on few-shot GSM8K prompts against ``model.generate`` called one
+prompt at a time, same prompts, samples, temperature and stop string.
 """
 
 from __future__ import annotations
@@ -78,12 +83,116 @@ def generate(root: Path, name: str, questions: int, delay: float, concurrency: i
     }
 
 
+# -- the transformers backend against model.generate one prompt at a time ------------------------------
+
+
+def transformers_backend_speed(args: argparse.Namespace) -> None:
+    """Tokens/s of ``--backend transformers`` vs ``model.generate`` per prompt; FLOP/s against the GEMM peak.
+
+    Both sample ``--n`` continuations of each of ``--questions`` few-shot
+    CoT prompts (GSM8K train questions, the built-in exemplars) at
+    ``--temperature``, stopping at EOS or ``\nQ:``, up to ``--max-tokens``.
+    The baseline is what a script does without batching: ``model.generate``
+    for one prompt and one sample at a time, with its ``stop_strings``.
+    Generated tokens count up to and including the stop. Achieved FLOP/s
+    count 2 per weight per generated token plus its attention over the
+    context (prefill not counted, so both ways are credited the same work).
+    """
+    import statistics
+    import time
+
+    import torch
+    from measure import attention_flops_per_token, gemm_peak_flops, gib, matmul_parameters, peak_rss
+
+    from curator.backend import SamplingParams
+    from curator.generate.prompts import QUESTION_STOP, make_prompting
+    from curator_plugins.transformers_backend import TransformersBackend
+
+    train = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "gsm8k" / "train.jsonl"
+    if not train.exists():
+        train = Path(__file__).resolve().parent.parent / "examples" / "smollm2" / "data" / "train.jsonl"
+    questions = [json.loads(line)["question"] for line, _ in zip(train.open(), range(args.questions), strict=False)]
+    prompting = make_prompting("few-shot-cot", None, "gsm8k")
+    params = SamplingParams(n=args.n, temperature=args.temperature, max_tokens=args.max_tokens, stop=(QUESTION_STOP,),
+                            logprobs=True, seed=0)
+    requests = [prompting.first(q, params) for q in questions]
+    options = BackendOptions(model=args.model, device="cpu", seed=0, batch_size=args.batch_size)
+
+    import asyncio
+
+    backend = TransformersBackend(options)
+    asyncio.run(backend.open())  # loaded once; both ways use this model
+    lm = backend._lm
+
+    def ours() -> tuple[int, float]:
+        async def run_all():  # the path curator generate takes: requests queued, batched by the backend
+            return await asyncio.gather(*(backend.complete(r) for r in requests))
+
+        started = time.perf_counter()
+        results = asyncio.run(run_all())
+        return sum(c.n_tokens or 0 for r in results for c in r.completions), time.perf_counter() - started
+
+    tokenizer, model = lm.tokenizer, lm.model
+
+    def one_at_a_time() -> tuple[int, float]:
+        started, tokens = time.perf_counter(), 0
+        with torch.inference_mode():
+            for request in requests:
+                ids = tokenizer(request.prompt, return_tensors="pt")
+                for sample in range(args.n):
+                    torch.manual_seed(sample)
+                    out = model.generate(**ids, max_new_tokens=args.max_tokens, do_sample=args.temperature > 0,
+                                         temperature=args.temperature, top_p=1.0, top_k=0,
+                                         stop_strings=[QUESTION_STOP], tokenizer=tokenizer,
+                                         pad_token_id=lm.pad_id)
+                    tokens += out.shape[1] - ids["input_ids"].shape[1]  # one row: no padding
+        return tokens, time.perf_counter() - started
+
+    prompt_length = statistics.mean(len(tokenizer(r.prompt)["input_ids"]) for r in requests)
+    flops_per_token = 2.0 * matmul_parameters(model.config) + attention_flops_per_token(
+        model.config, prompt_length + args.max_tokens / 4
+    )
+    ways = {"model.generate, one prompt at a time": one_at_a_time, "transformers backend (curator)": ours}
+    rates: dict[str, list[float]] = {name: [] for name in ways}
+    memory: dict[str, int] = {}
+    gemm = []
+    for _ in range(args.rounds):
+        gemm.append(gemm_peak_flops())
+        for name, way in ways.items():
+            with peak_rss() as peak:
+                tokens, seconds = way()
+            memory[name] = max(memory.get(name, 0), peak["bytes"])
+            rates[name].append(tokens / seconds)
+            print(f"{name}: {tokens} tokens in {seconds:.1f} s")
+    base = statistics.median(rates["model.generate, one prompt at a time"])
+    peak_flops = statistics.median(gemm)
+    print(f"\n{len(requests)} few-shot prompts (mean {prompt_length:.0f} tokens) x {args.n} samples, T={args.temperature}, "
+          f"max {args.max_tokens} tokens, batch size {backend.batch_size}; fp32 GEMM peak {peak_flops / 1e9:.1f} GFLOP/s")
+    print("| way | generated tokens/s | vs one at a time | GFLOP/s | of GEMM peak | peak RSS |")
+    print("|---|---|---|---|---|---|")
+    for name, values in rates.items():
+        rate = statistics.median(values)
+        achieved = rate * flops_per_token
+        print(f"| {name} | {rate:.1f} | {rate / base:.2f}x | {achieved / 1e9:.1f} | {achieved / peak_flops:.1%} "
+              f"| {gib(memory[name])} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=3000, help="questions (= requests) for the concurrent run")
     parser.add_argument("--sequential", type=int, default=300, help="questions for the sequential run")
     parser.add_argument("--delays", default="0,0.05,0.2", help="server latencies to measure, in seconds")
+    parser.add_argument("--model", default=None, help="measure the transformers backend on this model folder instead")
+    parser.add_argument("--questions", type=int, default=16, help="--model: few-shot prompts")
+    parser.add_argument("--n", type=int, default=4, help="--model: samples per prompt")
+    parser.add_argument("--temperature", type=float, default=0.7, help="--model: sampling temperature")
+    parser.add_argument("--max-tokens", type=int, default=128, help="--model: longest completion")
+    parser.add_argument("--batch-size", type=int, default=None, help="--model: backend batch size")
+    parser.add_argument("--rounds", type=int, default=1, help="--model: rounds of both ways")
     args = parser.parse_args()
+    if args.model:
+        transformers_backend_speed(args)
+        return
     with tempfile.TemporaryDirectory(prefix="bench-generate-") as tmp:
         root = Path(tmp)
         generate(root, "warm-up", 50, 0.0, DEFAULT_CONCURRENCY)  # imports and first connections

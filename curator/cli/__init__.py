@@ -46,6 +46,9 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: exit 0 on success, 1 for recorded failures, 2 for bad input."""
+    from curator.lm.quiet import quiet_libraries
+
+    quiet_libraries()
     try:
         code = cli.main(args=argv, prog_name="curator", standalone_mode=False)
     except CuratorError as exc:

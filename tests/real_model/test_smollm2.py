@@ -39,8 +39,9 @@ torch = pytest.importorskip("torch")
 
 
 def curator(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, CURATOR_CACHE=str(cwd / "cache"))  # one score cache, so compare reuses the build's
     result = subprocess.run(
-        [sys.executable, "-m", "curator", *args], cwd=cwd, capture_output=True, text=True, timeout=900
+        [sys.executable, "-m", "curator", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
