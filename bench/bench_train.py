@@ -154,6 +154,25 @@ class Clock:
         return _Clock()
 
 
+def trainer_arguments(args, output: Path) -> dict:
+    """The settings HF Trainer and TRL runs share: same schedule, no logging or saving in the timed steps."""
+    return dict(
+        output_dir=str(output),
+        max_steps=args.steps,
+        learning_rate=1e-4,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.03,
+        logging_steps=10_000,
+        save_strategy="no",
+        report_to=[],
+        bf16=args.device == "cuda",
+        use_cpu=args.device == "cpu",
+        dataloader_num_workers=0,
+        seed=0,
+        disable_tqdm=True,
+    )
+
+
 def run_trl(model_dir: Path, rows: list[dict], step_tokens: int, output: Path, args) -> dict:
     """TRL's SFTTrainer: prompt/completion rows, completion-only loss, padding-free packing into one row per step."""
     from datasets import Dataset
@@ -166,24 +185,12 @@ def run_trl(model_dir: Path, rows: list[dict], step_tokens: int, output: Path, a
     dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(args.device)
     config = SFTConfig(
-        output_dir=str(output),
-        max_steps=args.steps,
+        **trainer_arguments(args, output),
         per_device_train_batch_size=1,
         max_length=step_tokens,
         packing=True,
         padding_free=True,
         completion_only_loss=True,
-        learning_rate=1e-4,
-        lr_scheduler_type="cosine",
-        warmup_steps=0.03,
-        logging_steps=10_000,
-        save_strategy="no",
-        report_to=[],
-        bf16=args.device == "cuda",
-        use_cpu=args.device == "cpu",
-        dataloader_num_workers=0,
-        seed=0,
-        disable_tqdm=True,
     )
     torch.manual_seed(0)
     clock = Clock(args)
@@ -253,21 +260,7 @@ def run_hf(model_dir: Path, tokenizer, rows: list[dict], batch_size: int, output
         return batch
 
     training = TrainingArguments(
-        output_dir=str(output),
-        max_steps=args.steps,
-        per_device_train_batch_size=batch_size,
-        learning_rate=1e-4,
-        lr_scheduler_type="cosine",
-        warmup_steps=0.03,
-        logging_steps=10_000,
-        save_strategy="no",
-        report_to=[],
-        bf16=args.device == "cuda",
-        use_cpu=args.device == "cpu",
-        dataloader_num_workers=0,
-        seed=0,
-        remove_unused_columns=False,
-        disable_tqdm=True,
+        **trainer_arguments(args, output), per_device_train_batch_size=batch_size, remove_unused_columns=False
     )
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()

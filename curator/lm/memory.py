@@ -69,9 +69,10 @@ def _read_int(path: Path) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def _meminfo(field: str) -> int | None:
+def _proc_field(path: str, field: str) -> int | None:
+    """A ``Field:  N kB`` line of a /proc file, in bytes."""
     try:
-        with open("/proc/meminfo") as handle:
+        with open(path) as handle:
             for line in handle:
                 if line.startswith(field + ":"):
                     return int(line.split()[1]) * 1024
@@ -82,14 +83,7 @@ def _meminfo(field: str) -> int | None:
 
 def resident_bytes(field: str = "VmRSS") -> int | None:
     """This process's resident memory now (``VmRSS``) or at its peak (``VmHWM``), from /proc."""
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+    return _proc_field("/proc/self/status", field)
 
 
 def cgroup_headroom(root: Path = Path("/sys/fs/cgroup")) -> int | None:
@@ -125,7 +119,7 @@ def available_memory(device: str = "cpu") -> int:
 
         free, _ = torch.cuda.mem_get_info(torch.device(device))
         return int(free)
-    limits = [_meminfo("MemAvailable"), cgroup_headroom()]
+    limits = [_proc_field("/proc/meminfo", "MemAvailable"), cgroup_headroom()]
     configured = os.environ.get(LIMIT_ENV)
     if configured:
         limits.append(max(0, parse_size(configured) - (resident_bytes() or 0)))

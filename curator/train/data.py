@@ -150,10 +150,8 @@ def encode_examples(
     values = values or {}
     samples, truncated = [], 0
     for row, (prompt, completion) in enumerate(zip(prompts, completions, strict=True)):
-        if eos in completion:  # a chat template closes the turn with it: what follows is the template's, not the model's
-            completion = completion[: completion.index(eos) + 1]
-        else:
-            completion = [*completion, eos]
+        # A chat template closes the turn with EOS itself: what follows it is the template's, not the model's.
+        completion = completion[: completion.index(eos) + 1] if eos in completion else [*completion, eos]
         tokens = np.asarray(prompt + completion, dtype=np.int64)
         learn = np.zeros(len(tokens), dtype=bool)
         learn[0 if loss_on_prompt else len(prompt) :] = True
