@@ -284,7 +284,8 @@ def percentile_cut(
 
     ``k = 100`` keeps every finite value under every rule. The result is the
     step's manifest entry too: ``rows`` (N), ``kept``, ``tied_at_cut`` (rows
-    whose value equals the cut) and ``tied_kept``.
+    whose value equals the cut) and ``tied_kept``. Without ``tie_keys`` the
+    counts are still right, but :func:`keep_at_cut` cannot choose the tied rows.
     """
     if keep not in ("lowest", "highest"):
         raise ValueError(f"keep must be 'lowest' or 'highest', not {keep!r}")
@@ -312,9 +313,7 @@ def percentile_cut(
     tied_kept = {"all": tied_count, "none": 0}.get(at_cut, target - better)
     if at_cut == "by_key" and tied_kept == tied_count:
         at_cut = "all"
-    if at_cut == "by_key":
-        if tie_keys is None:
-            raise ValueError("the exact cut needs tie_keys when rows tie at the cut")
+    if at_cut == "by_key" and tie_keys is not None:
         keys = np.asarray(tie_keys, dtype=np.uint64)[finite][tied]
         stats["tie_key"] = int(np.partition(keys, tied_kept - 1)[tied_kept - 1])
     stats.update(cut=cut if keep == "lowest" else -cut, at_cut=at_cut, kept=better + tied_kept,

@@ -142,6 +142,8 @@ def test_iwsi_strict_and_inclusive_cuts_match_the_released_code():
         nonzero = np.where(values == 0, np.nan, values)
         inclusive = percentile_cut(nonzero, k * 100, keep="highest", rule="iwsi_inclusive")
         assert keep_at_cut(nonzero, inclusive).tolist() == iwsi_rm(values.tolist(), k)
+    for rule in ("iwsi_strict", "iwsi_inclusive"):  # where the released index would run past the end
+        assert keep_at_cut(values, percentile_cut(values, 100, keep="lowest", rule=rule)).all()
 
 
 # -- the filters, through the build ----------------------------------------------------------------
