@@ -198,7 +198,7 @@ TIE_KEY = "_tie"
 
 CutRule = Literal["exact", "iwsi_strict", "iwsi_inclusive"]
 CUT_RULES: dict[str, str] = {
-    "exact": "exactly floor(N*k/100) rows; rows tied at the cut are chosen by a seeded hash of (id, sample, rationale)",
+    "exact": "exactly floor(N*k/100) rows; rows tied at the cut are chosen by a seeded hash of (id, sample)",
     "iwsi_strict": "IWSI's released cut: strictly better than the value at sorted index int(N*k/100); ties there dropped",
     "iwsi_inclusive": "IWSI's released cut: at least as good as the value at sorted index int(N*k/100); ties there kept",
 }
@@ -215,18 +215,36 @@ def content_hashes(columns: Sequence[pa.Array | pa.ChunkedArray]) -> np.ndarray:
     return np.frombuffer(digests, dtype="<u8").astype(np.uint64)
 
 
+def question_hashes(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """:func:`content_hashes` of each row's id, hashing each distinct id once."""
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    encoded = pc.dictionary_encode(ids)
+    unique = content_hashes([encoded.dictionary])
+    return unique[encoded.indices.fill_null(0).to_numpy(zero_copy_only=False)] if len(unique) else unique
+
+
 def row_hashes(batch: pa.RecordBatch) -> pa.UInt64Array:
-    """Each row's content hash: its ``id``, ``sample`` (when present) and ``rationale``.
+    """Each row's content hash: its ``id`` and ``sample`` (its identity), or ``id`` and ``rationale`` without a sample.
 
     A percentile filter returns it as its :data:`TIE_KEY` score column, so
     that :meth:`Filter.fit`, which sees only score columns, and
     :meth:`Filter.select`, which sees one batch, read the same tie-break key
     for a row whatever the batching. It depends on the row's content alone,
     never on its position, so a cached score stays valid under any upstream
-    selection. Rows that are exact duplicates share a key.
+    selection. Rows with the same id and sample share a key. Only ids and
+    sample-less rows are hashed in Python; the rest is vectorised.
     """
-    names = ["id", "sample", "rationale"] if "sample" in batch.schema.names else ["id", "rationale"]
-    return pa.array(content_hashes([batch.column(name) for name in names]), pa.uint64())
+    question = question_hashes(batch.column("id"))
+    names = batch.schema.names
+    sample = batch.column("sample") if "sample" in names else pa.nulls(batch.num_rows, pa.int64())
+    has_sample = sample.is_valid().to_numpy(zero_copy_only=False)
+    part = _splitmix64(pc.fill_null(sample, 0).cast(pa.int64()).to_numpy(zero_copy_only=False).astype(np.uint64))
+    missing = np.flatnonzero(~has_sample)
+    if missing.size:
+        texts = pc.take(batch.column("rationale"), pa.array(missing))
+        part[missing] = content_hashes([texts])
+    return pa.array(_splitmix64(question ^ part), pa.uint64())
 
 
 def seeded_keys(hashes: np.ndarray | pa.Array | pa.ChunkedArray, seed: int) -> np.ndarray:

@@ -65,8 +65,8 @@ from curator import (
     seeded_keys,
     select_option,
 )
-from curator.filter import content_hashes
-from curator.groups import AnswerDistribution, group_index, group_starts
+from curator.filter import question_hashes
+from curator.groups import AnswerDistribution, group_index
 
 MOT_MARKER = "The answer is "
 RULES: dict[str, dict[str, Any]] = {
@@ -131,14 +131,11 @@ class Entropy(Filter):
         code, _ = votes.majority()
         agrees = (votes.row_code >= 0) & (votes.row_code == code[votes.row_group])
         row_entropy = entropy[votes.row_group]
-        ids = batch.column("id")
-        starts = group_starts(ids)
-        question_hashes = content_hashes([pc.take(ids, pa.array(starts))])[votes.row_group]
         return {
             "answer_entropy": pa.array(row_entropy, mask=np.isnan(row_entropy)),
             "_agrees": pa.array(agrees),
             TIE_KEY: row_hashes(batch),
-            GROUP_TIE_KEY: pa.array(question_hashes, pa.uint64()),
+            GROUP_TIE_KEY: pa.array(question_hashes(batch.column("id")), pa.uint64()),
         }
 
     def fit(self, scores: ScoreColumns) -> dict[str, Any]:

@@ -211,3 +211,20 @@ def test_cut_options_are_selection_options():
         options = cls(model="m").score_options()
         assert "cut_rule" not in options and "seed" not in options and "keep_percent" not in options
     assert "seed" not in DSWeight(model="m", valid="v").score_options()
+
+
+def test_row_hashes_depend_on_the_row_alone():
+    import pyarrow as pa
+
+    table = make_candidates([["1", "2", "3"], ["4", "5"]])
+    whole = row_hashes(table.to_batches()[0]).to_pylist()
+    assert len(set(whole)) == 5
+    tail = row_hashes(table.slice(2).to_batches()[0]).to_pylist()
+    assert tail == whole[2:]  # the same row hashes the same in any batch
+    # without a sample the rationale identifies the row
+    no_sample = table.drop_columns(["sample"])
+    plain = row_hashes(no_sample.to_batches()[0]).to_pylist()
+    assert len(set(plain)) == 5
+    changed = no_sample.set_column(2, "rationale", pa.array(["other text"] + no_sample["rationale"].to_pylist()[1:]))
+    assert row_hashes(changed.to_batches()[0]).to_pylist()[1:] == plain[1:]
+    assert row_hashes(changed.to_batches()[0]).to_pylist()[0] != plain[0]
