@@ -6,6 +6,7 @@ the released GPT-3.5/GPT-4 MATH generations of Dust into Gold take.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import threading
 
@@ -16,6 +17,7 @@ from curator import MissingDependency
 from curator.plugins import get_registry
 from curator.testing import make_candidates, run_filter
 
+HAS_MATH_VERIFY = importlib.util.find_spec("math_verify") is not None
 SOLUTION = (
     "Since there are 3 feet to a yard, there are $3^3=27$ cubic feet to a cubic yard. Thus, there are "
     "$108/27=\\boxed{{{answer}}}$ cubic yards in the volume of the box."
@@ -49,14 +51,10 @@ PAIRS = [
 
 
 @pytest.mark.parametrize(("rationale", "gold", "released", "value"), PAIRS)
-def test_math_keeps_the_released_verdict(rationale, gold, released, value):
+def test_math_keeps_the_released_verdict_and_math_verify_compares_values(rationale, gold, released, value):
     assert label("math", rationale, SOLUTION.format(answer=gold)) is released
-
-
-@pytest.mark.parametrize(("rationale", "gold", "released", "value"), PAIRS)
-def test_math_verify_compares_values(rationale, gold, released, value):
-    pytest.importorskip("math_verify")
-    assert label("math_verify", rationale, SOLUTION.format(answer=gold)) is value
+    if HAS_MATH_VERIFY:
+        assert label("math_verify", rationale, SOLUTION.format(answer=gold)) is value
 
 
 UNBOXED = [
