@@ -12,14 +12,20 @@ from importlib.metadata import PackageNotFoundError, version
 from curator.backend import Backend
 from curator.errors import CuratorError, MissingDependency
 from curator.filter import (
+    TIE_KEY,
     Filter,
     FilterContext,
     ScoreColumns,
     Selection,
     check_percent,
+    check_range,
+    keep_at_cut,
     keep_by_threshold,
+    percentile_cut,
     percentile_threshold,
+    row_hashes,
     runtime_option,
+    seeded_keys,
     select_option,
 )
 from curator.hookspecs import hookimpl
@@ -38,12 +44,18 @@ __all__ = [
     "MissingDependency",
     "ScoreColumns",
     "Selection",
+    "TIE_KEY",
     "Task",
     "__version__",
     "check_percent",
+    "check_range",
     "hookimpl",
+    "keep_at_cut",
     "keep_by_threshold",
+    "percentile_cut",
     "percentile_threshold",
+    "row_hashes",
     "runtime_option",
+    "seeded_keys",
     "select_option",
 ]

@@ -4,10 +4,19 @@ Every sample, validation and candidate alike, is formatted ``Q: {question}\\nA:
 {rationale}`` and scored by the base model M: ``l_i`` is the mean per-token
 cross-entropy over the whole text (question included, as in IWSI). With
 ``L_v`` the mean of ``l`` over a small human-written validation set,
-``w' = clip(L_v / l_i, 0, clip_max)`` (0 when ``l_i = 0``) and
-``ds_weight = w'`` when ``w' > 1``, else ``min(1 / w', inverse_cap)``: 1 means
-"as surprising to M as human data", larger means further from it in either
-direction. The rows at or under the ``keep_percent``-th percentile are kept.
+``w' = clip(L_v / l_i, 0, clip_max)`` and ``ds_weight = w'`` when ``w' > 1``,
+else ``min(1 / w', inverse_cap)``: 1 means "as surprising to M as human
+data", larger means further from it in either direction. A sample with
+``l_i = 0`` (nothing scored, or a perfect prediction) has ``w' = 0``, which
+IWSI's released code drops outright (it never enters the pool the percentile
+is taken over); here its ``ds_weight`` is null, which does the same.
+
+The lowest ``keep_percent`` % of DS weights are kept, exactly
+``floor(N * k / 100)`` of the N rows with a weight, ties at the cut broken by
+a ``seed``-ed hash of each row (``cut_rule: exact``, see
+:func:`curator.filter.percentile_cut`). ``cut_rule: iwsi`` is the released
+code's cut instead: strictly under the weight at index ``int(N * k / 100)`` of
+the sorted weights, so rows tied there are all dropped.
 
 The validation set is a JSONL/Parquet file with ``question`` and
 ``rationale``, or GSM8K-style ``question`` and ``answer`` (calculator
@@ -20,12 +29,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 
 from curator import (
+    TIE_KEY,
     CuratorError,
     Filter,
     FilterContext,
@@ -33,8 +43,10 @@ from curator import (
     Selection,
     check_percent,
     hookimpl,
-    keep_by_threshold,
-    percentile_threshold,
+    keep_at_cut,
+    percentile_cut,
+    row_hashes,
+    seeded_keys,
     select_option,
 )
 from curator.lm.options import ModelOptions
@@ -55,16 +67,17 @@ def sample_texts(questions: list[str], rationales: list[str]) -> tuple[list[str]
 
 
 def ds_weights(losses: np.ndarray, valid_loss: float, clip_max: float, inverse_cap: float) -> np.ndarray:
-    """METHODS §3.6 steps 4 and 5, vectorised; NaN losses give NaN weights (never kept)."""
+    """METHODS §3.6 steps 4 and 5, vectorised; NaN losses, and zero losses (``w' = 0``), give NaN (never kept)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(losses == 0, 0.0, np.clip(valid_loss / losses, 0.0, clip_max))
-        return np.where(ratio > 1, ratio, np.minimum(1.0 / ratio, inverse_cap))
+        ratio = np.clip(valid_loss / losses, 0.0, clip_max)
+        weights = np.where(ratio > 1, ratio, np.minimum(1.0 / ratio, inverse_cap))
+    return np.where(losses == 0, np.nan, weights)
 
 
 @dataclass(kw_only=True)
 class DSWeight(ModelOptions, Filter):
     name = "ds_weight"
-    columns = ("ds_loss", "ds_weight")
+    columns = ("ds_loss", "ds_weight", TIE_KEY)
 
     valid: str
     adapter: str | None = None
@@ -73,6 +86,8 @@ class DSWeight(ModelOptions, Filter):
     clip_max: float = 2.0
     inverse_cap: float = 5.0
     keep_percent: float = select_option(80.0)
+    cut_rule: Literal["exact", "iwsi"] = select_option("exact")
+    seed: int = select_option(0)
     _valid: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     def validate(self, step: str) -> None:
@@ -97,7 +112,11 @@ class DSWeight(ModelOptions, Filter):
             lm, prompts, completions, span="all", max_length=self.max_length, token_budget=self.batch_tokens
         ).mean_nll
         weights = ds_weights(losses, self._valid["L_v"], self.clip_max, self.inverse_cap)
-        return {"ds_loss": pa.array(losses, pa.float64()), "ds_weight": pa.array(weights, pa.float64())}
+        return {
+            "ds_loss": pa.array(losses, pa.float64()),
+            "ds_weight": pa.array(weights, pa.float64()),
+            TIE_KEY: row_hashes(batch),
+        }
 
     def _score_valid(self, lm: Any, context: FilterContext) -> dict[str, Any]:
         from curator.lm.scoring import score_texts
@@ -118,11 +137,13 @@ class DSWeight(ModelOptions, Filter):
         }
 
     def fit(self, scores: ScoreColumns) -> dict[str, Any]:
-        return {"cut": percentile_threshold(scores.numpy("ds_weight"), self.keep_percent, keep="lowest")}
+        rule = "exact" if self.cut_rule == "exact" else "iwsi_strict"
+        keys = seeded_keys(scores.column(TIE_KEY), self.seed)
+        return percentile_cut(scores.numpy("ds_weight"), self.keep_percent, keep="lowest", rule=rule, tie_keys=keys)
 
     def select(self, batch: pa.RecordBatch, stats: Mapping[str, Any]) -> Selection:
         values = batch.column("ds_weight").to_numpy(zero_copy_only=False)
-        return Selection(keep=keep_by_threshold(values, stats["cut"], keep="lowest"))
+        return Selection(keep=keep_at_cut(values, stats, seeded_keys(batch.column(TIE_KEY), self.seed)))
 
     def describe(self) -> dict[str, Any]:
         return dict(self._valid)

@@ -1,6 +1,11 @@
 """The built-in tasks (answer parsers), registered like any third-party plugin.
 
 Each task lives in an ``answers_*`` module; the rules are in METHODS.md §1.
+A task with an option is registered once per value, named ``NAME:VALUE``
+(``math:answer_line``), so that ``task:`` in a recipe and ``--task`` pick it
+by name and every cache keyed by the task's name keeps the variants apart.
+``math_verify`` (which needs the optional math-verify package) registers from
+its own module, ``answers_math_verify``.
 """
 
 from __future__ import annotations
@@ -16,5 +21,6 @@ from curator_plugins.answers_numeric import Gsm8kTask, NumericTask
 
 @hookimpl
 def register_tasks(register: Callable[..., Any]) -> None:
-    for task in (Gsm8kTask(), NumericTask(), MathTask(), MultipleChoiceTask(), YesNoTask()):
+    tasks = (Gsm8kTask(), NumericTask(), MathTask(), MathTask("answer_line"), MultipleChoiceTask(), YesNoTask())
+    for task in tasks:
         register(task)

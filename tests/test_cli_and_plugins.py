@@ -42,7 +42,7 @@ def test_plugins_lists_every_builtin_with_kind_and_distribution():
 
 def test_import_and_plugins_command_stay_light():
     code = ("import sys, curator, curator.cli; from curator.plugins import get_registry; get_registry(); "
-            "heavy = [m for m in ('torch', 'transformers', 'openai', 'matplotlib', 'datasets') if m in sys.modules]; "
+            "heavy = [m for m in ('torch', 'transformers', 'openai', 'matplotlib', 'datasets', 'sympy', 'math_verify') if m in sys.modules]; "
             "print(heavy)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr

@@ -89,14 +89,16 @@ def test_ds_weight_equals_the_formula_and_keeps_keep_percent(setup, tiny_llama):
     assert step["facts"]["valid_rows"] == 6
 
 
-def test_caps_are_parameters_and_zero_loss_gets_the_inverse_cap():
+def test_caps_are_parameters_and_zero_loss_has_no_weight_as_in_iwsi():
     from curator_plugins.ds_weight import ds_weights
 
+    # IWSI's record_weights.py gives l_i = 0 the weight w' = 0, and filter_data.py (K-Mixed) leaves
+    # w' = 0 out of the percentile pool and drops it: a null DS weight does both here.
     losses = np.array([0.0, 1.0, 2.0, 4.0, 100.0, np.nan])
     np.testing.assert_allclose(
-        ds_weights(losses, 2.0, clip_max=2.0, inverse_cap=5.0), [5.0, 2.0, 1.0, 2.0, 5.0, np.nan]
+        ds_weights(losses, 2.0, clip_max=2.0, inverse_cap=5.0), [np.nan, 2.0, 1.0, 2.0, 5.0, np.nan]
     )
-    np.testing.assert_allclose(ds_weights(losses, 2.0, clip_max=1.5, inverse_cap=3.0)[:5], [3.0, 1.5, 1.0, 2.0, 3.0])
+    np.testing.assert_allclose(ds_weights(losses, 2.0, clip_max=1.5, inverse_cap=3.0)[1:5], [1.5, 1.0, 2.0, 3.0])
 
 
 def test_options_are_checked():

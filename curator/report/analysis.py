@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curator.errors import CuratorError
-from curator.filter import keep_by_threshold, percentile_threshold
+from curator.filter import percentile_cut
 from curator.task import Task
 
 SCORE_COLUMNS: dict[str, str | None] = {
@@ -290,23 +290,36 @@ class Sweep:
 def sweep(source: ScoreSource, correct: np.ndarray, labelled: np.ndarray) -> Sweep | None:
     """Re-run the filter's percentile selection at every k from the stored scores.
 
-    Uses the same cut as the filters (:func:`curator.filter.percentile_threshold`),
-    so the point at a recipe's k is what that recipe kept at this step.
+    Uses the filters' cut (:func:`curator.filter.percentile_cut`): the rows
+    strictly better than the cut count whole and the rows tied at it count by
+    the share of them the cut keeps, so each point is the expectation over
+    the seeded tie-break, and a recipe's k keeps the same number of rows.
     """
     keep = SCORE_COLUMNS[source.column]
     reached = source.reached & labelled
     if keep is None or not reached.any():
         return None
     values = source.values[reached]
-    hits = correct[reached]
+    hits = correct[reached].astype(np.float64)
     percent = np.arange(1, 101, dtype=np.float64)
     fraction, precision, recall = (np.empty_like(percent) for _ in range(3))
     for i, k in enumerate(percent):
-        chosen = keep_by_threshold(values, percentile_threshold(values, k, keep=keep), keep=keep)
-        fraction[i] = chosen.mean()
-        precision[i] = hits[chosen].mean() if chosen.any() else np.nan
-        recall[i] = hits[chosen].sum() / hits.sum() if hits.any() else np.nan
+        share = _kept_share(values, percentile_cut(values, k, keep=keep))
+        fraction[i] = share.mean()
+        precision[i] = (share * hits).sum() / share.sum() if share.any() else np.nan
+        recall[i] = (share * hits).sum() / hits.sum() if hits.any() else np.nan
     return Sweep(source, percent, fraction, precision, recall, float(hits.mean()))
+
+
+def _kept_share(values: np.ndarray, stats: dict) -> np.ndarray:
+    """Each row's chance of being kept by a fitted cut: 1 or 0, or the tied share at the cut."""
+    if stats["cut"] is None:
+        return np.zeros(values.shape)
+    with np.errstate(invalid="ignore"):
+        better = values < stats["cut"] if stats["keep"] == "lowest" else values > stats["cut"]
+        at = values == stats["cut"]
+    tied = stats["tied_kept"] / stats["tied_at_cut"] if stats["tied_at_cut"] else 0.0
+    return np.where(better, 1.0, np.where(at, tied, 0.0))
 
 
 @dataclass
