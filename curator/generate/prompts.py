@@ -95,7 +95,7 @@ def load_exemplars(path: str | Path | None, task: str) -> list[Exemplar]:
         if task not in BUILTIN_EXEMPLARS:
             known = ", ".join(sorted(BUILTIN_EXEMPLARS))
             raise CuratorError(f"few-shot-cot needs --exemplars for task '{task}' (built-in exemplars: {known})")
-        lines = files("curator").joinpath("data", BUILTIN_EXEMPLARS[task]).read_text().splitlines()
+        lines = files("curator").joinpath("data").joinpath(BUILTIN_EXEMPLARS[task]).read_text().splitlines()
         where = f"built-in {BUILTIN_EXEMPLARS[task]}"
     else:
         try:

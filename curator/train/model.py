@@ -71,7 +71,7 @@ def load_base(objective: Objective, path: str, kwargs: dict[str, Any]) -> torch.
         raise CuratorError(f"{path}: cannot load the model ({_first_line(exc)})") from None
 
 
-def with_lora(model: torch.nn.Module, config: TrainConfig, objective: Objective) -> torch.nn.Module:
+def with_lora(model: Any, config: TrainConfig, objective: Objective) -> torch.nn.Module:
     """Wrap ``model`` in fresh LoRA layers; the seed makes their initialisation repeatable."""
     from peft import LoraConfig, get_peft_model
 

@@ -61,7 +61,7 @@ class Objective:
         raise NotImplementedError
 
 
-def causal_lm(model: torch.nn.Module) -> Any:
+def causal_lm(model: Any) -> Any:
     """The transformers model under a PEFT wrapper (LoRA layers are injected in place)."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
