@@ -22,7 +22,7 @@ from curator.filter import (
     runtime_option,
     select_option,
 )
-from curator.hookspecs import hookimpl
+from curator.hookspecs import RegisterBackend, RegisterFilter, RegisterTask, hookimpl
 from curator.task import Task
 
 try:
@@ -36,6 +36,9 @@ __all__ = [
     "Filter",
     "FilterContext",
     "MissingDependency",
+    "RegisterBackend",
+    "RegisterFilter",
+    "RegisterTask",
     "ScoreColumns",
     "Selection",
     "Task",

@@ -29,6 +29,7 @@ from curator import (
     CuratorError,
     Filter,
     FilterContext,
+    RegisterFilter,
     ScoreColumns,
     Selection,
     check_percent,
@@ -163,5 +164,5 @@ def _read_table(path: Path) -> pa.Table:
 
 
 @hookimpl
-def register_filters(register: Any) -> None:
+def register_filters(register: RegisterFilter) -> None:
     register(DSWeight)

@@ -9,7 +9,7 @@ agree with the majority answer stay, as in both sources.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ from curator import (
     CuratorError,
     Filter,
     FilterContext,
+    RegisterFilter,
     ScoreColumns,
     Selection,
     check_percent,
@@ -76,5 +77,5 @@ class Entropy(Filter):
 
 
 @hookimpl
-def register_filters(register: Callable[..., None]) -> None:
+def register_filters(register: RegisterFilter) -> None:
     register(Entropy)

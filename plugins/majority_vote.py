@@ -7,7 +7,7 @@ length-normalised sequence probability ``exp(logprob / n_tokens)``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -15,7 +15,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curator import Filter, FilterContext, ScoreColumns, Selection, check_percent, hookimpl, select_option
+from curator import (
+    Filter,
+    FilterContext,
+    RegisterFilter,
+    ScoreColumns,
+    Selection,
+    check_percent,
+    hookimpl,
+    select_option,
+)
 from curator.groups import AnswerDistribution
 
 TIE_RULE = "first in group: among answers with the top vote, the one that appears first"
@@ -63,5 +72,5 @@ class MajorityVote(Filter):
 
 
 @hookimpl
-def register_filters(register: Callable[..., None]) -> None:
+def register_filters(register: RegisterFilter) -> None:
     register(MajorityVote)

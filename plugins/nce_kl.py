@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from curator import CuratorError, Filter, FilterContext, Selection, hookimpl
+from curator import CuratorError, Filter, FilterContext, RegisterFilter, Selection, hookimpl
 from curator.lm.options import ModelOptions
 
 
@@ -67,5 +67,5 @@ class NceKL(ModelOptions, Filter):
 
 
 @hookimpl
-def register_filters(register: Any) -> None:
+def register_filters(register: RegisterFilter) -> None:
     register(NceKL)

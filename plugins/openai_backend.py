@@ -30,7 +30,7 @@ import random
 from typing import Any
 from urllib.parse import urlsplit
 
-from curator import CuratorError, MissingDependency, hookimpl
+from curator import CuratorError, MissingDependency, RegisterBackend, hookimpl
 from curator.backend import Backend, BackendOptions, Completion, Request, Result, Usage
 
 SHARD_CONNECTIONS = 8
@@ -285,5 +285,5 @@ def _sharded_transport(httpx: Any, connections: int) -> Any:
 
 
 @hookimpl
-def register_backends(register: Any) -> None:
+def register_backends(register: RegisterBackend) -> None:
     register(OpenAIBackend)

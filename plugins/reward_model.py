@@ -21,6 +21,7 @@ from curator import (
     CuratorError,
     Filter,
     FilterContext,
+    RegisterFilter,
     ScoreColumns,
     Selection,
     check_percent,
@@ -74,5 +75,5 @@ class RewardModel(ModelOptions, Filter):
 
 
 @hookimpl
-def register_filters(register: Any) -> None:
+def register_filters(register: RegisterFilter) -> None:
     register(RewardModel)

@@ -27,6 +27,7 @@ from curator import (
     CuratorError,
     Filter,
     FilterContext,
+    RegisterFilter,
     ScoreColumns,
     Selection,
     check_percent,
@@ -190,5 +191,5 @@ def parse_rating(text: str) -> float:
 
 
 @hookimpl
-def register_filters(register: Any) -> None:
+def register_filters(register: RegisterFilter) -> None:
     register(SelfEval)

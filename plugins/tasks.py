@@ -5,16 +5,13 @@ Each task lives in an ``answers_*`` module; the rules are in METHODS.md §1.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from curator import hookimpl
+from curator import RegisterTask, hookimpl
 from curator_plugins.answers_choice import MultipleChoiceTask, YesNoTask
 from curator_plugins.answers_math import MathTask
 from curator_plugins.answers_numeric import Gsm8kTask, NumericTask
 
 
 @hookimpl
-def register_tasks(register: Callable[..., Any]) -> None:
+def register_tasks(register: RegisterTask) -> None:
     for task in (Gsm8kTask(), NumericTask(), MathTask(), MultipleChoiceTask(), YesNoTask()):
         register(task)
