@@ -26,10 +26,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from curator.formats import natural
 from curator.testing.tiny import train_tokenizer
 from curator.train import TrainConfig, train
 from curator.train.data import encode_examples
-from curator.train.formats import natural
 
 ROOT = Path(__file__).resolve().parent.parent
 GSM8K = ROOT.parent / "shared" / "data" / "gsm8k" / "train.jsonl"

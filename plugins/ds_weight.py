@@ -38,6 +38,7 @@ from curator import (
     percentile_threshold,
     select_option,
 )
+from curator.formats import natural_texts
 from curator.lm.options import ModelOptions
 
 _CALCULATOR = re.compile(r"<<[^<>]*>>")
@@ -48,11 +49,6 @@ def gsm8k_rationale(answer: str) -> str:
     """A GSM8K reference solution as a rationale in the few-shot format."""
     text = _CALCULATOR.sub("", answer)
     return _FINAL.sub(lambda m: f"The answer is {m.group(1).replace(',', '')}.", text).strip()
-
-
-def sample_texts(questions: list[str], rationales: list[str]) -> tuple[list[str], list[str]]:
-    """The one template for validation and candidate samples, as (prompt, completion)."""
-    return [f"Q: {q}\nA:" for q in questions], [f" {r}" for r in rationales]
 
 
 def ds_weights(losses: np.ndarray, valid_loss: float, clip_max: float, inverse_cap: float) -> np.ndarray:
@@ -91,7 +87,7 @@ class DSWeight(ModelOptions, Filter):
         lm = self.causal_lm(context, adapter=self.adapter)
         if not self._valid:
             self._valid = self._score_valid(lm, context)
-        prompts, completions = sample_texts(
+        prompts, completions = natural_texts(
             batch.column("question").to_pylist(), batch.column("rationale").to_pylist()
         )
         losses = score_texts(
@@ -105,7 +101,7 @@ class DSWeight(ModelOptions, Filter):
 
         path = context.resolve(self.valid)
         questions, rationales = read_validation_set(path, self.valid_limit)
-        prompts, completions = sample_texts(questions, rationales)
+        prompts, completions = natural_texts(questions, rationales)
         scored = score_texts(
             lm, prompts, completions, span="all", max_length=self.max_length, token_budget=self.batch_tokens
         )

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from curator.cli import main
-from curator.train.formats import format_row
+from curator.formats import format_row
 
 ROWS = [
     {

@@ -12,8 +12,8 @@ import pytest
 from curator.backend import Message, SamplingParams
 from curator.errors import CuratorError
 from curator.generate.prompts import FewShotCoT, ZeroShotCoT, load_exemplars, make_prompting
-from curator.generate.questions import QuestionFile, question_id
 from curator.plugins import get_registry
+from curator.questions import QuestionFile, question_id
 
 GSM8K = get_registry().task("gsm8k")
 

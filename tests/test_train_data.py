@@ -8,11 +8,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from curator.errors import CuratorError
+from curator.formats import Example, fine_tune_cot, format_row, natural
 from curator.testing.tiny import arithmetic_corpus, train_tokenizer
 from curator.train.batching import collate, plan_batches
 from curator.train.config import TrainConfig
 from curator.train.data import IGNORE, encode_examples, read_training_table
-from curator.train.formats import Example, fine_tune_cot, format_row, natural
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"

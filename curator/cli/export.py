@@ -1,6 +1,6 @@
 """``curator export``: curated rows as JSONL for TRL, LLaMA-Factory or Fine-tune-CoT.
 
-The text comes from :mod:`curator.train.formats`, the code the built-in
+The text comes from :mod:`curator.formats`, the code the built-in
 trainer formats with, and rows are selected as the trainer selects them
 (``--where``, weight-0 rows skipped), so exporting and training elsewhere
 sees the same examples ``curator train`` would.
@@ -14,10 +14,10 @@ import click
 import pyarrow as pa
 
 from curator.errors import CuratorError
+from curator.formats import EXPORT_FORMATS, export_record
 from curator.io import Source, conform
 from curator.outputs import atomic_path
 from curator.train.data import row_weights, where_mask
-from curator.train.formats import EXPORT_FORMATS, export_record
 
 
 @click.command("export")

@@ -1,6 +1,6 @@
 """One evaluation run: prompts out through a backend, answers parsed, votes counted, files written.
 
-The prompt is the trainer's own layout (:mod:`curator.train.formats`), so an
+The prompt is the trainer's own layout (:mod:`curator.formats`), so an
 adapter is asked exactly the way it was taught. Requests stream through
 :func:`curator.backend.iter_results` with the backend's bounded concurrency;
 a request that fails after the backend's retries is recorded, scored as
@@ -31,16 +31,12 @@ from curator.evaluate.voting import (
     vote,
     wilson_interval,
 )
-from curator.generate.questions import QuestionFile
+from curator.formats import FORMATS, prompt_of, stops
 from curator.outputs import atomic_path, package_versions, write_json
 from curator.plugins import Registry, get_registry
 from curator.progress import progress_bar
+from curator.questions import QuestionFile
 from curator.task import Task
-from curator.train.formats import TEXT_FORMATS
-
-FORMATS = (*TEXT_FORMATS, "chat")
-STOPS: dict[str, tuple[str, ...]] = {"natural": ("\nQ:",)}
-"""Where a completion in each format ends besides EOS: the natural layout would go on to a new question."""
 
 
 @dataclass
@@ -131,14 +127,13 @@ def build_requests(questions: list[str], config: EvalConfig) -> list[Request]:
         n=config.n or 1,
         temperature=config.temperature,
         max_tokens=config.max_tokens,
-        stop=STOPS.get(config.format, ()),
+        stop=stops(config.format),
         logprobs=config.strategy == "weighted",
         seed=config.seed,
     )
     if config.format == "chat":  # the backend renders the chat template
         return [Request.single_turn(q, params, key=i) for i, q in enumerate(questions)]
-    layout = TEXT_FORMATS[config.format]
-    return [Request.single_turn(layout(q, "", None).prompt, params, key=i) for i, q in enumerate(questions)]
+    return [Request.single_turn(prompt_of(q, config.format), params, key=i) for i, q in enumerate(questions)]
 
 
 def generate(config: EvalConfig, questions: list[str], registry: Registry) -> list[Result]:

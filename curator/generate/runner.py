@@ -33,11 +33,11 @@ from curator.backend import (
     bounded_as_completed,
 )
 from curator.generate.prompts import QUESTION_STOP, Prompting, make_prompting
-from curator.generate.questions import Question, QuestionFile
 from curator.generate.store import CandidateStore
 from curator.outputs import package_versions, write_json
 from curator.plugins import Registry, get_registry
 from curator.progress import progress_bar
+from curator.questions import Question, QuestionFile
 from curator.task import Task
 
 

@@ -14,9 +14,9 @@ from typing import Any
 import yaml
 
 from curator.errors import CuratorError
+from curator.formats import FORMATS
+from curator.lm.loading import DTYPES
 
-FORMATS = ("natural", "fine-tune-cot", "chat")
-DTYPES = ("auto", "bfloat16", "float32")
 PACKING = ("auto", "on", "off")
 
 OBJECTIVES: dict[str, str] = {
@@ -113,6 +113,9 @@ class TrainConfig:
             raise CuratorError("train: warmup_ratio must be in [0, 1) and min_lr_ratio in [0, 1]")
         if self.save_every < 0:
             raise CuratorError(f"train: save_every must be 0 (only at the end) or more, got {self.save_every}")
+        if self.dtype == "float16":
+            # fp16 activations without loss scaling lose small gradients; bf16 has fp32's range.
+            raise CuratorError("train: dtype float16 is not supported for training (use bfloat16 or float32)")
         if self.objective == "nce" and not self.teacher:
             raise CuratorError("train: objective 'nce' needs a teacher (--teacher MODEL_OR_ADAPTER)")
 

@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curator.errors import CuratorError
+from curator.formats import Example
 from curator.io import Source, conform
-from curator.train.formats import Example
 
 IGNORE = -100
 """Target id of a position that carries no loss (prompt, padding, the last input token)."""

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from curator.errors import CuratorError
+from curator.lm.loading import default_device, pad_id, torch_dtype
 from curator.train import model as models
 from curator.train.batching import collate, plan_batches
 from curator.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, trainable
@@ -90,8 +91,8 @@ def prepare(config: TrainConfig) -> Run:
     """Read and encode the data, load the model with fresh LoRA layers, build the optimiser."""
     objective = load_objective(config)
     data = read_training_table(config.data, config.where, objective.columns)
-    device = models.resolve_device(config)
-    dtype = models.resolve_dtype(config, device)
+    device = torch.device(config.device or default_device())
+    dtype = torch_dtype(config.dtype, device.type)  # as for scoring: bf16 on CUDA, fp32 elsewhere
     tokenizer = models.load_tokenizer(config)
     samples, truncated = objective.encode(data, tokenizer)
     if not samples:
@@ -181,15 +182,13 @@ def _steps(run: Run, state: dict[str, Any], log: MetricsLog, checkpoint: Callabl
     stream = micro_batches(run.lengths, config, run.packed)
     for _ in range(state["step"] * config.grad_accum):
         next(stream)
-    pad_id = (
-        run.tokenizer.pad_token_id if run.tokenizer.pad_token_id is not None else run.tokenizer.eos_token_id
-    )
+    pad = pad_id(run.tokenizer)
     run.model.train()
     while state["step"] < run.total_steps:
         plans = list(itertools.islice(stream, config.grad_accum))
         if not plans:
             break
-        batches = [collate([run.samples[i] for i in plan], run.packed, pad_id) for plan in plans]
+        batches = [collate([run.samples[i] for i in plan], run.packed, pad) for plan in plans]
         units = sum(b.count for b in batches)
         lr = learning_rate(config, state["step"], run.total_steps)
         for group in run.optimizer.param_groups:
