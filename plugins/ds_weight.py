@@ -9,8 +9,9 @@ cross-entropy over the whole text (question included, as in IWSI). With
 "as surprising to M as human data", larger means further from it in either
 direction. The rows at or under the ``keep_percent``-th percentile are kept.
 
-The validation set is a JSONL/Parquet file with ``question`` and
-``rationale``, or GSM8K-style ``question`` and ``answer`` (calculator
+The validation set is a table in any input format (JSONL, Parquet, Arrow, a
+saved dataset folder) with ``question`` and ``rationale``, or GSM8K-style
+``question`` and ``answer`` (calculator
 annotations ``<<…>>`` removed, ``#### N`` rewritten ``The answer is N.``).
 """
 
@@ -39,6 +40,7 @@ from curator import (
     select_option,
 )
 from curator.formats import natural_texts
+from curator.io import Source
 from curator.lm.options import ModelOptions
 
 _CALCULATOR = re.compile(r"<<[^<>]*>>")
@@ -126,11 +128,9 @@ class DSWeight(ModelOptions, Filter):
 
 
 def read_validation_set(path: Path, limit: int | None = None) -> tuple[list[str], list[str]]:
-    """(questions, rationales) from a small JSONL or Parquet file; GSM8K ``answer`` columns are cleaned."""
-    table = _read_table(path)
+    """(questions, rationales) from a small table in any input format; GSM8K ``answer`` columns are cleaned."""
+    table = Source.open(path, required=("question",)).read_table()
     names = table.schema.names
-    if "question" not in names:
-        raise CuratorError(f"{path}: the validation set needs a 'question' column (has: {', '.join(names)})")
     if "rationale" in names:
         texts = table.column("rationale").to_pylist()
     elif "answer" in names:
@@ -142,21 +142,6 @@ def read_validation_set(path: Path, limit: int | None = None) -> tuple[list[str]
     if not pairs:
         raise CuratorError(f"{path}: the validation set is empty")
     return [q for q, _ in pairs], [t for _, t in pairs]
-
-
-def _read_table(path: Path) -> pa.Table:
-    import pyarrow.json as pajson
-    import pyarrow.parquet as pq
-
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".parquet":
-            return pq.read_table(path)
-        if suffix in (".jsonl", ".json", ".ndjson"):
-            return pajson.read_json(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise CuratorError(f"{path}: could not read the validation set ({exc})") from None
-    raise CuratorError(f"{path}: the validation set must be JSONL or Parquet")
 
 
 @hookimpl

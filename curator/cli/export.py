@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from curator.errors import CuratorError
 from curator.formats import EXPORT_FORMATS, export_record
-from curator.io import Source, conform
+from curator.io import Source
 from curator.outputs import atomic_path
 from curator.train.data import row_weights, where_mask
 
@@ -41,11 +41,9 @@ def export(
     """Write FILE's curated rows as JSONL in a format other trainers read."""
     source = Source.open(file)
     written = skipped = weighted = 0
-    first_row = 1
     with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8") as out:
-        for batch in source.iter_batches():
-            table = pa.Table.from_batches([conform(batch, source.path, first_row)])
-            first_row += batch.num_rows
+        for batch in source.checked_batches():
+            table = pa.Table.from_batches([batch])
             for clause in where:
                 table = table.filter(where_mask(table, clause, file))
             missing = [c for c in extra if c not in table.column_names]

@@ -38,6 +38,7 @@ from curator.outputs import package_versions, write_json
 from curator.plugins import Registry, get_registry
 from curator.progress import progress_bar
 from curator.questions import Question, QuestionFile
+from curator.schema import TYPES
 from curator.task import Task
 
 
@@ -96,10 +97,8 @@ class Outcome:
 
 
 def candidate_schema(with_reference: bool, two_stage: bool) -> pa.Schema:
-    """The row schema of DESIGN.md, plus ``n_tokens`` and (two-stage) ``answer_text``."""
-    fields = [("id", pa.string()), ("question", pa.string()), ("rationale", pa.string()), ("answer", pa.string())]
-    fields += [("reference", pa.string())] if with_reference else []
-    fields += [("sample", pa.int32()), ("model", pa.string()), ("logprob", pa.float64()), ("n_tokens", pa.int32())]
+    """The row schema (:data:`curator.schema.TYPES`), plus (two-stage) ``answer_text``."""
+    fields = [(name, kind) for name, kind in TYPES.items() if with_reference or name != "reference"]
     fields += [("answer_text", pa.string())] if two_stage else []
     return pa.schema(fields)
 
