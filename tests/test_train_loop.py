@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from curator.cli import main
 from curator.errors import CuratorError
 from curator.testing.tiny import arithmetic_corpus, build_tiny_llama
-from curator.train import TrainConfig, train
+from curator.train import TrainConfig, run_train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -44,7 +44,7 @@ def run(data, base, output, callbacks=(), **overrides):
         lr=1e-2, lora_alpha=32, batch_tokens=1024, log_every=1, save_every=0, progress=False, warmup_ratio=0.0
     )
     settings.update(overrides)
-    return train(TrainConfig(data=str(data), model=base, output=str(output), **settings), callbacks)
+    return run_train(TrainConfig(data=str(data), model=base, output=str(output), **settings), callbacks)
 
 
 def adapter(output) -> dict[str, torch.Tensor]:
@@ -172,7 +172,7 @@ def test_cli_trains_from_yaml_and_reports_bad_input(tmp_path, data, base, capsys
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["config"]["lora_r"] == 4 and manifest["config"]["format"] == "fine-tune-cot"
     assert manifest["steps"] == 2 and (out / "merged" / "config.json").exists()
-    assert "trained 2 steps" in capsys.readouterr().err
+    assert "trained 2 steps" in capsys.readouterr().out
 
     for argv, message in [
         (["--data", str(tmp_path / "none.parquet")], "no such file"),

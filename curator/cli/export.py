@@ -14,7 +14,7 @@ import click
 import pyarrow as pa
 
 from curator.errors import CuratorError
-from curator.formats import EXPORT_FORMATS, export_record
+from curator.formats import EXPORT_FORMATS, TEMPLATES, export_record
 from curator.io import Source
 from curator.outputs import atomic_path
 from curator.train.data import row_weights, where_mask
@@ -26,7 +26,7 @@ from curator.train.data import row_weights, where_mask
 @click.option("--output", required=True, type=click.Path(dir_okay=False), help="OUT.jsonl")
 @click.option(
     "--template",
-    type=click.Choice(["natural", "fine-tune-cot"]),
+    type=click.Choice(TEMPLATES),
     default="natural",
     show_default=True,
     help="Prompt/completion layout for trl-prompt-completion.",
@@ -60,7 +60,7 @@ def export(
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
                 written += 1
     note = f", skipped {skipped} weight-0 rows" if skipped else ""
-    click.echo(f"wrote {written} records to {output}{note}", err=True)
+    click.echo(f"wrote {written} records to {output}{note}")
     if weighted and "weight" not in extra:
         click.echo(
             f"note: {weighted} rows have weights other than 1, which {format_} cannot carry (--extra weight keeps them)",

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -22,83 +22,21 @@ import pyarrow.parquet as pq
 
 from curator.backend import BackendOptions, Request, Result, SamplingParams, iter_results
 from curator.errors import CuratorError
+from curator.evaluate.config import EvalConfig, EvalResult
 from curator.evaluate.voting import (
     PRESETS,
-    STRATEGIES,
     Votes,
     ranked_weights,
     sequence_probability,
     vote,
     wilson_interval,
 )
-from curator.formats import FORMATS, prompt_of, stops
+from curator.formats import prompt_of, stops
 from curator.outputs import atomic_path, package_versions, write_json
 from curator.plugins import Registry, get_registry
 from curator.progress import progress_bar
 from curator.questions import QuestionFile
 from curator.task import Task
-
-
-@dataclass
-class EvalConfig:
-    """Everything an evaluation depends on; recorded whole in ``metrics.json``."""
-
-    model: str
-    data: str
-    task: str
-    strategy: str
-    output: str
-    adapter: str | None = None
-    n: int | None = None
-    temperature: float = 0.7
-    max_tokens: int = 256
-    ranker: str | None = None
-    preset: str = "asc"
-    format: str = "natural"
-    backend: str | None = None
-    base_url: str | None = None
-    concurrency: int = 64
-    batch_size: int | None = None
-    seed: int | None = 0
-    device: str | None = None
-    dtype: str | None = None
-    limit: int | None = None
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise CuratorError(
-                f"eval: strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
-            )
-        if self.format not in FORMATS:
-            raise CuratorError(f"eval: format must be one of {', '.join(FORMATS)}, got {self.format!r}")
-        if self.preset not in PRESETS:
-            raise CuratorError(f"eval: preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
-        if self.strategy == "greedy":
-            if self.n not in (None, 1):
-                raise CuratorError("eval: strategy 'greedy' takes one completion per question (drop --n)")
-            self.n, self.temperature = 1, 0.0
-        elif self.n is None:
-            self.n = 16
-        if self.n < 1:
-            raise CuratorError(f"eval: --n must be at least 1, got {self.n}")
-        if self.strategy == "ranked" and not self.ranker:
-            raise CuratorError(
-                "eval: strategy 'ranked' needs --ranker DIR (train one with --objective ranker)"
-            )
-        if self.strategy != "ranked" and self.ranker:
-            raise CuratorError(f"eval: --ranker is used by strategy 'ranked' only, not {self.strategy!r}")
-
-    @property
-    def backend_name(self) -> str:
-        return self.backend or ("openai" if self.base_url else "transformers")
-
-
-@dataclass
-class EvalResult:
-    metrics: dict[str, Any]
-    predictions: Path
-    failed: int
 
 
 def read_test_set(path: str, task: Task, limit: int | None = None) -> pa.Table:

@@ -121,10 +121,14 @@ def load_exemplars(path: str | Path | None, task: str) -> list[Exemplar]:
     return exemplars
 
 
+PROMPTS = (ZeroShotCoT.name, FewShotCoT.name)
+"""The strategies ``--prompt`` names."""
+
+
 def make_prompting(name: str, exemplars: str | Path | None, task: str) -> Prompting:
     """The strategy called ``name`` (``--prompt``)."""
     if name == ZeroShotCoT.name:
         return ZeroShotCoT()
     if name == FewShotCoT.name:
         return FewShotCoT(load_exemplars(exemplars, task))
-    raise CuratorError(f"unknown prompt '{name}' (choose zero-shot-cot or few-shot-cot)")
+    raise CuratorError(f"unknown prompt '{name}' (choose {' or '.join(PROMPTS)})")

@@ -27,20 +27,11 @@ from curator.lm.loading import default_device, pad_id, torch_dtype
 from curator.train import model as models
 from curator.train.batching import collate, plan_batches
 from curator.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, trainable
-from curator.train.config import RESUME_INVARIANT, TrainConfig
+from curator.train.config import RESUME_INVARIANT, TrainConfig, TrainResult
 from curator.train.data import Sample, TrainingTable, read_training_table
 from curator.train.objectives import Objective, load_objective
 from curator.train.plot import plot_loss, read_metrics
 from curator.train.results import ADAPTER_FILES, MetricsLog, save_adapter, save_merged, write_manifest
-
-
-@dataclass
-class TrainResult:
-    output: Path
-    steps: int
-    tokens: int
-    loss: float | None
-    wall_time_s: float
 
 
 @dataclass
@@ -116,7 +107,7 @@ def prepare(config: TrainConfig) -> Run:
     )
 
 
-def train(config: TrainConfig, callbacks: Sequence[Callable[[dict[str, Any]], None]] = ()) -> TrainResult:
+def run_train(config: TrainConfig, callbacks: Sequence[Callable[[dict[str, Any]], None]] = ()) -> TrainResult:
     """Train a LoRA adapter as ``config`` says; ``callbacks`` get every record written to ``metrics.jsonl``."""
     session_start = time.perf_counter()
     output = Path(config.output)
