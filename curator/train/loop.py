@@ -24,6 +24,7 @@ import torch
 
 from curator.errors import CuratorError
 from curator.lm.loading import default_device, pad_id, torch_dtype
+from curator.progress import progress_bar
 from curator.train import model as models
 from curator.train.batching import collate, plan_batches
 from curator.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, trainable
@@ -129,14 +130,14 @@ def run_train(config: TrainConfig, callbacks: Sequence[Callable[[dict[str, Any]]
             output, run.model, run.optimizer, dict(state, wall_time_s=wall_time()), config.keep_checkpoints
         )
 
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=run.total_steps, initial=state["step"], disable=not config.progress, unit="step")
-    log = MetricsLog(output / "metrics.jsonl", state["step"], config.log_every, run.device, callbacks, bar)
-    try:
-        _steps(run, state, log, save)
-    finally:
-        log.close()
+    with progress_bar(
+        run.total_steps, "train", enabled=config.progress, unit="steps", initial=state["step"]
+    ) as bar:
+        log = MetricsLog(output / "metrics.jsonl", state["step"], config.log_every, run.device, callbacks, bar)
+        try:
+            _steps(run, state, log, save)
+        finally:
+            log.close()
 
     save_adapter(run.model, output)
     if config.merge:

@@ -76,7 +76,6 @@ class MetricsLog:
 
     def close(self) -> None:
         self.file.close()
-        self.bar.close()
 
 
 def save_adapter(model: Any, output: Path) -> None:
