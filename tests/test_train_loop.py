@@ -188,6 +188,35 @@ def test_cli_trains_from_yaml_and_reports_bad_input(tmp_path, data, base, capsys
         assert message in err and len(err.splitlines()) == 1
 
 
+def test_resume_with_more_steps_extends_a_finished_run(tmp_path, data, base):
+    from curator.train.loop import learning_rate
+
+    settings = dict(batch_tokens=256, warmup_ratio=0.2)
+    straight: list[dict] = []
+    run(data, base, tmp_path / "straight", callbacks=[straight.append], max_steps=8, **settings)
+    run(data, base, tmp_path / "run", max_steps=4, **settings)
+    four = adapter(tmp_path / "run")
+    extended: list[dict] = []
+    result = run(data, base, tmp_path / "run", callbacks=[extended.append], resume=True, max_steps=8, **settings)
+
+    assert result.steps == 8 and [r["step"] for r in extended] == [5, 6, 7, 8]
+    # The extra steps: the data an 8-step run sees there, on the schedule of an 8-step run.
+    assert [r["tokens"] - e["tokens"] for r, e in zip(extended, straight[4:], strict=True)] == [0] * 4
+    eight = TrainConfig(data="-", model="-", output="-", lr=1e-2, max_steps=8, **settings)
+    assert [r["lr"] for r in extended] == [learning_rate(eight, s, 8) for s in range(4, 8)]
+    assert [r["lr"] for r in straight[4:]] == [r["lr"] for r in extended]
+    assert not all(torch.equal(four[k], v) for k, v in adapter(tmp_path / "run").items())
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == list(range(1, 9))
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["steps"] == 8 and manifest["resumed_from"].endswith("step-00000004")
+
+    with pytest.raises(CuratorError, match="differ from the checkpoint's: lr"):
+        run(data, base, tmp_path / "run", resume=True, max_steps=12, **dict(settings, lr=5e-3))
+    with pytest.raises(CuratorError, match="at step 8, past the 6 steps this run is set to"):
+        run(data, base, tmp_path / "run", resume=True, max_steps=6, **settings)
+
+
 def test_nce_objective_trains_against_a_teacher_adapter(tmp_path, trained, base):
     path = tmp_path / "nce.parquet"
     pq.write_table(pa.Table.from_pylist(rows(4, nce_beta=0.3, weight=0.8)), path)

@@ -32,11 +32,12 @@ Import paths rather than classes, so that naming the objectives (CLI
 choices, config checks) does not import torch.
 """
 
-# Changing these between a run and its resume would silently train something else.
+# Changing these between a run and its resume would silently train something else. The run's
+# length (epochs, max_steps) may change: a longer one extends the run (see loop.learning_rate).
 RESUME_INVARIANT = (
     "model", "where", "format", "loss_on_prompt", "max_length", "objective", "teacher",
     "lora_r", "lora_alpha", "lora_dropout", "target_modules", "lr", "weight_decay",
-    "warmup_ratio", "min_lr_ratio", "max_grad_norm", "epochs", "max_steps",
+    "warmup_ratio", "min_lr_ratio", "max_grad_norm",
     "batch_tokens", "grad_accum", "packing", "seed", "dtype",
 )
 

@@ -6,7 +6,8 @@ equals one big batch's ``Σ w·CE / Σ m`` whatever the accumulation, packing or
 batch shapes. The data order is a pure function of seed and epoch, which is
 what lets ``--resume`` skip the consumed micro-batches and land on exactly the
 batches an uninterrupted run would have seen (RNG and AdamW state come from
-the checkpoint).
+the checkpoint). Resuming with a larger ``max_steps`` (or ``epochs``) extends a
+run, finished or not, on the same data order.
 """
 
 from __future__ import annotations
@@ -70,7 +71,13 @@ def micro_batches(lengths: np.ndarray, config: TrainConfig, packed: bool) -> Ite
 
 
 def learning_rate(config: TrainConfig, step: int, total: int) -> float:
-    """Linear warmup then cosine decay to ``min_lr_ratio × lr``; ``step`` counts from 0."""
+    """Linear warmup then cosine decay to ``min_lr_ratio × lr``; ``step`` counts from 0.
+
+    ``total`` is the run's length as now configured, so a run extended on
+    resume (a larger ``max_steps``) takes its remaining steps on the schedule
+    of a run planned that long from the start: the rate goes back up to that
+    curve at the checkpoint's step, then decays to the floor at the new end.
+    """
     warmup = math.ceil(config.warmup_ratio * total)
     if step < warmup:
         return config.lr * (step + 1) / warmup
@@ -120,6 +127,12 @@ def run_train(config: TrainConfig, callbacks: Sequence[Callable[[dict[str, Any]]
     if checkpoints:
         state = load_checkpoint(checkpoints[-1], run.model, run.optimizer)
         _check_resume(state["fingerprint"], fingerprint, checkpoints[-1])
+        if state["step"] > run.total_steps:
+            raise CuratorError(
+                f"{checkpoints[-1]}: cannot resume, the checkpoint is at step {state['step']}, past the "
+                f"{run.total_steps} steps this run is set to (raise --max-steps or --epochs)"
+            )
+        state["fingerprint"] = fingerprint
     earlier_wall = state["wall_time_s"]
 
     def wall_time() -> float:
