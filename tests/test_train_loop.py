@@ -216,6 +216,10 @@ def test_resume_with_more_steps_extends_a_finished_run(tmp_path, data, base):
     with pytest.raises(CuratorError, match="at step 8, past the 6 steps this run is set to"):
         run(data, base, tmp_path / "run", resume=True, max_steps=6, **settings)
 
+    one = run(data, base, tmp_path / "epochs", epochs=1, **settings)
+    two = run(data, base, tmp_path / "epochs", resume=True, epochs=2, **settings)
+    assert two.steps == 2 * one.steps and two.tokens == 2 * one.tokens  # a second pass over the same samples
+
 
 def test_nce_objective_trains_against_a_teacher_adapter(tmp_path, trained, base):
     path = tmp_path / "nce.parquet"
