@@ -94,7 +94,10 @@ class GenerateConfig:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The settings for the manifest; backend options by name only, as their values may be credentials."""
+        settings = dataclasses.asdict(self)
+        settings["backend_options"] = sorted(_parse_pairs(self.backend_options))
+        return settings
 
 
 @dataclass
