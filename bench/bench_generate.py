@@ -25,8 +25,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from curator.backend import BackendOptions
-from curator.generate import GenerateSettings, run_generate
+from curator.generate import GenerateConfig, run_generate
 
 DEFAULT_CONCURRENCY = 256
 
@@ -58,12 +57,11 @@ def generate(root: Path, name: str, questions: int, delay: float, concurrency: i
     process, base_url = serve(delay)
     try:
         path = write_questions(root / f"{name}.jsonl", questions)
-        settings = GenerateSettings(
+        config = GenerateConfig(
             input=str(path), output=str(root / name), task="gsm8k", backend="openai", model="stub",
-            prompt="few-shot-cot", max_tokens=64, progress=False,
+            prompt="few-shot-cot", max_tokens=64, progress=False, base_url=base_url, concurrency=concurrency,
         )
-        options = BackendOptions(model="stub", base_url=base_url, concurrency=concurrency)
-        manifest = run_generate(settings, options).manifest
+        manifest = run_generate(config).manifest
         server = server_stats(base_url)
     finally:
         process.terminate()

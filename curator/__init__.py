@@ -28,7 +28,7 @@ from curator.filter import (
     seeded_keys,
     select_option,
 )
-from curator.hookspecs import hookimpl
+from curator.hookspecs import RegisterBackend, RegisterFilter, RegisterTask, hookimpl
 from curator.task import Task
 
 try:
@@ -42,6 +42,9 @@ __all__ = [
     "Filter",
     "FilterContext",
     "MissingDependency",
+    "RegisterBackend",
+    "RegisterFilter",
+    "RegisterTask",
     "ScoreColumns",
     "Selection",
     "TIE_KEY",

@@ -74,7 +74,7 @@ def plan_steps(recipe: Recipe, prepared: Prepared, registry: Registry) -> list[P
     taken = set(prepared.schema.names)
     for step in recipe.steps:
         cls = registry.filter(step.filter)
-        entry = registry.entries["filter"][step.filter]
+        entry = registry.entry("filter", step.filter)
         instance = cls.from_options(step.options, step=step.name)
         missing = [c for c in instance.requires if c not in prepared.schema.names]
         if missing:

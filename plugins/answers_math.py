@@ -108,7 +108,8 @@ def _brace_frac_arguments(text: str) -> str:
     """``\\frac12`` and ``\\frac1{2}`` -> ``\\frac{1}{2}``: an argument given without braces is braced."""
     pieces = text.split(_FRAC)
     for index, piece in enumerate(pieces[1:], start=1):
-        arguments, rest = [], piece
+        arguments: list[str] = []
+        rest = piece
         while rest and len(arguments) < 2:
             argument = _argument(rest)
             if argument is None:

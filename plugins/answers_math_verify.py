@@ -21,14 +21,13 @@ set; elsewhere (a worker thread) the checks run without a time limit.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curator import MissingDependency, hookimpl
+from curator import MissingDependency, RegisterTask, hookimpl
 from curator_plugins.answers_math import MathTask
 
 TIMEOUT_SECONDS = 5
@@ -103,6 +102,6 @@ class MathVerifyTask(MathTask):
 
 
 @hookimpl
-def register_tasks(register: Callable[..., Any]) -> None:
+def register_tasks(register: RegisterTask) -> None:
     for parse in ("boxed", "answer_line"):
         register(MathVerifyTask(parse))

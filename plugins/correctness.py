@@ -7,13 +7,13 @@ file with the recipe's ``rejected_by_step: true``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
-from curator import Filter, FilterContext, Selection, hookimpl
+from curator import Filter, FilterContext, RegisterFilter, Selection, hookimpl
 
 
 @dataclass(kw_only=True)
@@ -30,5 +30,5 @@ class Correctness(Filter):
 
 
 @hookimpl
-def register_filters(register: Callable[..., None]) -> None:
+def register_filters(register: RegisterFilter) -> None:
     register(Correctness)

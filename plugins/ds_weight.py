@@ -18,8 +18,9 @@ a ``seed``-ed hash of each row (``cut_rule: exact``, see
 code's cut instead: strictly under the weight at index ``int(N * k / 100)`` of
 the sorted weights, so rows tied there are all dropped.
 
-The validation set is a JSONL/Parquet file with ``question`` and
-``rationale``, or GSM8K-style ``question`` and ``answer`` (calculator
+The validation set is a table in any input format (JSONL, Parquet, Arrow, a
+saved dataset folder) with ``question`` and ``rationale``, or GSM8K-style
+``question`` and ``answer`` (calculator
 annotations ``<<…>>`` removed, ``#### N`` rewritten ``The answer is N.``).
 """
 
@@ -39,6 +40,7 @@ from curator import (
     CuratorError,
     Filter,
     FilterContext,
+    RegisterFilter,
     ScoreColumns,
     Selection,
     check_percent,
@@ -49,6 +51,9 @@ from curator import (
     seeded_keys,
     select_option,
 )
+from curator.filter import CutRule
+from curator.formats import natural_texts
+from curator.io import Source
 from curator.lm.options import ModelOptions
 
 _CALCULATOR = re.compile(r"<<[^<>]*>>")
@@ -59,11 +64,6 @@ def gsm8k_rationale(answer: str) -> str:
     """A GSM8K reference solution as a rationale in the few-shot format."""
     text = _CALCULATOR.sub("", answer)
     return _FINAL.sub(lambda m: f"The answer is {m.group(1).replace(',', '')}.", text).strip()
-
-
-def sample_texts(questions: list[str], rationales: list[str]) -> tuple[list[str], list[str]]:
-    """The one template for validation and candidate samples, as (prompt, completion)."""
-    return [f"Q: {q}\nA:" for q in questions], [f" {r}" for r in rationales]
 
 
 def ds_weights(losses: np.ndarray, valid_loss: float, clip_max: float, inverse_cap: float) -> np.ndarray:
@@ -105,7 +105,7 @@ class DSWeight(ModelOptions, Filter):
         lm = self.causal_lm(context, adapter=self.adapter)
         if not self._valid:
             self._valid = self._score_valid(lm, context)
-        prompts, completions = sample_texts(
+        prompts, completions = natural_texts(
             batch.column("question").to_pylist(), batch.column("rationale").to_pylist()
         )
         losses = score_texts(
@@ -123,7 +123,7 @@ class DSWeight(ModelOptions, Filter):
 
         path = context.resolve(self.valid)
         questions, rationales = read_validation_set(path, self.valid_limit)
-        prompts, completions = sample_texts(questions, rationales)
+        prompts, completions = natural_texts(questions, rationales)
         scored = score_texts(
             lm, prompts, completions, span="all", max_length=self.max_length, token_budget=self.batch_tokens
         )
@@ -137,7 +137,7 @@ class DSWeight(ModelOptions, Filter):
         }
 
     def fit(self, scores: ScoreColumns) -> dict[str, Any]:
-        rule = "exact" if self.cut_rule == "exact" else "iwsi_strict"
+        rule: CutRule = "exact" if self.cut_rule == "exact" else "iwsi_strict"
         keys = seeded_keys(scores.column(TIE_KEY), self.seed)
         return percentile_cut(scores.numpy("ds_weight"), self.keep_percent, keep="lowest", rule=rule, tie_keys=keys)
 
@@ -150,11 +150,9 @@ class DSWeight(ModelOptions, Filter):
 
 
 def read_validation_set(path: Path, limit: int | None = None) -> tuple[list[str], list[str]]:
-    """(questions, rationales) from a small JSONL or Parquet file; GSM8K ``answer`` columns are cleaned."""
-    table = _read_table(path)
+    """(questions, rationales) from a small table in any input format; GSM8K ``answer`` columns are cleaned."""
+    table = Source.open(path, required=("question",)).read_table()
     names = table.schema.names
-    if "question" not in names:
-        raise CuratorError(f"{path}: the validation set needs a 'question' column (has: {', '.join(names)})")
     if "rationale" in names:
         texts = table.column("rationale").to_pylist()
     elif "answer" in names:
@@ -168,21 +166,6 @@ def read_validation_set(path: Path, limit: int | None = None) -> tuple[list[str]
     return [q for q, _ in pairs], [t for _, t in pairs]
 
 
-def _read_table(path: Path) -> pa.Table:
-    import pyarrow.json as pajson
-    import pyarrow.parquet as pq
-
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".parquet":
-            return pq.read_table(path)
-        if suffix in (".jsonl", ".json", ".ndjson"):
-            return pajson.read_json(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise CuratorError(f"{path}: could not read the validation set ({exc})") from None
-    raise CuratorError(f"{path}: the validation set must be JSONL or Parquet")
-
-
 @hookimpl
-def register_filters(register: Any) -> None:
+def register_filters(register: RegisterFilter) -> None:
     register(DSWeight)

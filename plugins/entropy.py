@@ -42,7 +42,7 @@ Rows that pass then keep the majority rule above.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -55,6 +55,7 @@ from curator import (
     CuratorError,
     Filter,
     FilterContext,
+    RegisterFilter,
     ScoreColumns,
     Selection,
     check_percent,
@@ -177,5 +178,5 @@ def _first_per_group(keep: np.ndarray, groups: np.ndarray) -> np.ndarray:
 
 
 @hookimpl
-def register_filters(register: Callable[..., None]) -> None:
+def register_filters(register: RegisterFilter) -> None:
     register(Entropy)

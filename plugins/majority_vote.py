@@ -14,7 +14,7 @@ the row, since one such value would decide its group's vote on its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -26,6 +26,7 @@ from curator import (
     CuratorError,
     Filter,
     FilterContext,
+    RegisterFilter,
     ScoreColumns,
     Selection,
     check_range,
@@ -92,5 +93,5 @@ def _refuse_non_finite(batch: pa.RecordBatch, logprob: np.ndarray) -> None:
 
 
 @hookimpl
-def register_filters(register: Callable[..., None]) -> None:
+def register_filters(register: RegisterFilter) -> None:
     register(MajorityVote)

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from curator import CuratorError, Filter, FilterContext, Selection, hookimpl
+from curator import CuratorError, Filter, FilterContext, RegisterFilter, Selection, hookimpl
+from curator.formats import natural_texts
 from curator.lm.options import ModelOptions
 
 
@@ -50,11 +51,13 @@ class NceKL(ModelOptions, Filter):
             p, n = self.adapter_pair(context, self.positive_adapter, self.negative_adapter)
         else:
             p, n = self.causal_lm(context), self.causal_lm(context, name=self.negative_model)
-        questions = batch.column("question").to_pylist()
+        prompts, completions = natural_texts(
+            batch.column("question").to_pylist(), batch.column("rationale").to_pylist()
+        )
         encoded = encode(
             p.tokenizer,
-            [f"Q: {q}\nA:" for q in questions],
-            [f" {r}" for r in batch.column("rationale").to_pylist()],
+            prompts,
+            completions,
             span="completion",
             max_length=self.max_length,
         )
@@ -67,5 +70,5 @@ class NceKL(ModelOptions, Filter):
 
 
 @hookimpl
-def register_filters(register: Any) -> None:
+def register_filters(register: RegisterFilter) -> None:
     register(NceKL)

@@ -30,7 +30,7 @@ import random
 from typing import Any
 from urllib.parse import urlsplit
 
-from curator import CuratorError, MissingDependency, hookimpl
+from curator import CuratorError, MissingDependency, RegisterBackend, hookimpl
 from curator.backend import Backend, BackendOptions, Completion, Request, Result, Usage
 
 SHARD_CONNECTIONS = 8
@@ -210,7 +210,7 @@ def _completion(text: str, choice: dict[str, Any], chat: bool, stop: tuple[str, 
     cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
     if cut >= 0:
         text, finish = text[:cut], "stop"
-        if tokens is not None:
+        if tokens is not None and logprobs is not None:
             kept, length = 0, 0
             while kept < len(tokens) and length < cut:
                 length += len(tokens[kept])
@@ -229,7 +229,7 @@ def _token_logprobs(block: Any, chat: bool) -> tuple[list[str] | None, list[floa
         content = block.get("content")
         if not isinstance(content, list):
             return None, None
-        pairs = [(str(t.get("token", "")), t.get("logprob")) for t in content if isinstance(t, dict)]
+        pairs: list[tuple[str, Any]] = [(str(t.get("token", "")), t.get("logprob")) for t in content if isinstance(t, dict)]
     else:
         pairs = list(zip(block.get("tokens") or [], block.get("token_logprobs") or []))
     if not pairs or any(not isinstance(lp, (int, float)) for _, lp in pairs):
@@ -285,5 +285,5 @@ def _sharded_transport(httpx: Any, connections: int) -> Any:
 
 
 @hookimpl
-def register_backends(register: Any) -> None:
+def register_backends(register: RegisterBackend) -> None:
     register(OpenAIBackend)

@@ -37,6 +37,7 @@ from curator import (
     CuratorError,
     Filter,
     FilterContext,
+    RegisterFilter,
     ScoreColumns,
     Selection,
     check_percent,
@@ -209,5 +210,5 @@ def parse_rating(text: str) -> float:
 
 
 @hookimpl
-def register_filters(register: Any) -> None:
+def register_filters(register: RegisterFilter) -> None:
     register(SelfEval)

@@ -10,17 +10,14 @@ its own module, ``answers_math_verify``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from curator import hookimpl
+from curator import RegisterTask, hookimpl
 from curator_plugins.answers_choice import MultipleChoiceTask, YesNoTask
 from curator_plugins.answers_math import MathTask
 from curator_plugins.answers_numeric import Gsm8kTask, NumericTask
 
 
 @hookimpl
-def register_tasks(register: Callable[..., Any]) -> None:
+def register_tasks(register: RegisterTask) -> None:
     tasks = (Gsm8kTask(), NumericTask(), MathTask(), MathTask("answer_line"), MultipleChoiceTask(), YesNoTask())
     for task in tasks:
         register(task)

@@ -19,7 +19,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from curator import CuratorError, hookimpl
+from curator import CuratorError, RegisterBackend, hookimpl
 from curator.backend import BackendOptions, BatchedBackend, Completion, Request, Result, Usage
 
 
@@ -137,5 +137,5 @@ def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
 
 
 @hookimpl
-def register_backends(register: Any) -> None:
+def register_backends(register: RegisterBackend) -> None:
     register(TransformersBackend)

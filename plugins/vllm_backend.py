@@ -18,7 +18,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from curator import MissingDependency, hookimpl
+from curator import MissingDependency, RegisterBackend, hookimpl
 from curator.backend import BackendOptions, BatchedBackend, Completion, Request, Result, SamplingParams, Usage
 
 
@@ -98,5 +98,5 @@ class VLLMBackend(BatchedBackend):
 
 
 @hookimpl
-def register_backends(register: Any) -> None:
+def register_backends(register: RegisterBackend) -> None:
     register(VLLMBackend)

@@ -16,7 +16,8 @@ import pytest
 
 from curator import Task, hookimpl
 from curator.plugins import registry_for
-from curator.report.compare import compare_recipes, recipe_names
+from curator.report import CompareConfig
+from curator.report.compare import recipe_names, run_compare
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gsm8k" / "candidates.jsonl"
 
@@ -58,7 +59,7 @@ def compared(tmp_path_factory):
         )
         paths.append(path)
     registry = registry_for([TaskPlugin()], entry_points_too=True)
-    result = compare_recipes(paths, root / "out", registry=registry)
+    result = run_compare(CompareConfig(recipes=tuple(map(str, paths)), output=str(root / "out")), registry=registry)
     return root / "out", result
 
 
@@ -136,7 +137,7 @@ def test_recipes_with_different_tasks_are_refused(tmp_path):
     a.write_text(f"input: {EXAMPLE}\ntask: last_number\nfilters: [majority_vote]\n")
     b.write_text(f"input: {EXAMPLE}\ntask: gsm8k\nfilters: [majority_vote]\n")
     with pytest.raises(CuratorError, match="different tasks"):
-        compare_recipes([a, b], tmp_path / "out")
+        run_compare(CompareConfig(recipes=(str(a), str(b)), output=str(tmp_path / "out")))
 
 
 def test_recipe_names_are_unique():

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from curator.cli import main
-from curator.train.formats import format_row
+from curator.formats import format_row
 
 ROWS = [
     {
@@ -98,8 +98,8 @@ def test_conversational_formats(curated, tmp_path, capsys):
         "prompt": ROWS[1]["question"] + " ###",
         "completion": " 4 + 1 = 6. The answer is 6. --> 6",
     }
-    err = capsys.readouterr().err
-    assert "skipped 1 weight-0 rows" in err and "--extra weight keeps them" in err
+    captured = capsys.readouterr()  # the summary on stdout, the note about weights on stderr
+    assert "skipped 1 weight-0 rows" in captured.out and "--extra weight keeps them" in captured.err
 
 
 def test_where_selects_the_negatives(curated, tmp_path):

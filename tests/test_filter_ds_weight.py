@@ -35,6 +35,13 @@ def test_validation_set_from_rationales_or_gsm8k_answers(tmp_path):
     assert read_validation_set(tmp_path / "v.jsonl", limit=3) == (["q0", "q1", "q2"], ["r0", "r1", "r2"])
     pq.write_table(pa.table({"question": ["q"], "answer": [GSM8K_ANSWER]}), tmp_path / "g.parquet")
     assert read_validation_set(tmp_path / "g.parquet") == (["q"], [gsm8k_rationale(GSM8K_ANSWER)])
+    import pyarrow.feather as feather
+
+    feather.write_feather(pa.table({"question": ["q"], "rationale": ["r"]}), tmp_path / "v.arrow")  # any input format
+    assert read_validation_set(tmp_path / "v.arrow") == (["q"], ["r"])
+    (tmp_path / "nulls.jsonl").write_text('{"question": "q", "rationale": "r"}\n{"question": null}\n')
+    with pytest.raises(CuratorError, match=r"nulls.jsonl: row 2: column 'question' is null"):
+        read_validation_set(tmp_path / "nulls.jsonl")
     (tmp_path / "bad.jsonl").write_text(json.dumps({"question": "q", "text": "t"}) + "\n")
     with pytest.raises(CuratorError, match="'rationale' or GSM8K 'answer'"):
         read_validation_set(tmp_path / "bad.jsonl")

@@ -179,7 +179,7 @@ def test_bad_input_exits_2_with_one_line(stub, tmp_path, capsys, change, message
     assert message in capsys.readouterr().err
 
 
-def test_vllm_backend_without_vllm_is_a_clean_error(tmp_path, capsys):
+def test_vllm_backend_without_vllm_is_a_clean_error_before_any_bar(tmp_path, capsys):
     try:
         import vllm  # noqa: F401
     except ImportError:
@@ -187,6 +187,8 @@ def test_vllm_backend_without_vllm_is_a_clean_error(tmp_path, capsys):
     else:
         pytest.skip("vllm is installed")
     args = ["generate", "--input", str(_questions(tmp_path / "q.jsonl", 1)), "--output", str(tmp_path / "out"),
-            "--task", "gsm8k", "--backend", "vllm", "--model", "m", "--no-progress"]
+            "--task", "gsm8k", "--backend", "vllm", "--model", "m", "--progress"]
     assert _run(args) == 2
-    assert "the vllm backend needs the package 'vllm' (pip install vllm)" in capsys.readouterr().err
+    assert capsys.readouterr().err.splitlines() == [  # the bar, asked for, is not drawn before the failure
+        "curator: error: the vllm backend needs the package 'vllm' (pip install vllm)"
+    ]

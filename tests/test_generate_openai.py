@@ -108,14 +108,12 @@ def test_requests_that_keep_failing_come_back_as_errors(stub):
 
 
 def test_sliding_window_of_requests_in_flight(stub):
-    server = stub(delay=0.05)
-    started = time.perf_counter()
-    results = _complete(server, [_request(prompt=f"Q: {i}?\nA:") for i in range(96)], concurrency=16)
-    elapsed = time.perf_counter() - started
+    server = stub(delay=0.3)  # long against the client's own work, so a loaded machine cannot blur the window
+    results = _complete(server, [_request(prompt=f"Q: {i}?\nA:") for i in range(64)], concurrency=16)
     assert all(r.ok for r in results)
+    # The window as the server saw it (no wall-clock bound: the machine's load would decide it).
     assert server.stats()["peak_in_flight"] == 16
     assert server.stats()["mean_in_flight"] > 10
-    assert elapsed < 96 * 0.05 / 4  # far from sequential
 
 
 def test_a_wrong_api_key_stops_the_run_without_showing_the_key(stub, monkeypatch):

@@ -3,13 +3,17 @@
 Each subcommand lives in its own module, so ``curator plugins`` or
 ``curator --help`` never pays for torch or openai. Bad input surfaces as a
 :class:`curator.CuratorError` and becomes one line on stderr and exit code 2.
+The libraries' own chatter (transformers' loading bars, their deprecation
+warnings) stays off the screen unless ``CURATOR_VERBOSE=1``.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
+import warnings
 
 import click
 
@@ -44,8 +48,26 @@ def cli() -> None:
     """Curate chain-of-thought rationales: generate, filter, train, evaluate, compare."""
 
 
+def quiet_libraries() -> None:
+    """Hide what the libraries say about themselves, unless ``CURATOR_VERBOSE=1`` asks for it.
+
+    Loading bars and deprecation notices (``is_gradient_checkpointing`` ...)
+    describe transformers, PEFT and the hub, not the user's run; they are
+    switched off before those libraries are imported. Settings the user made
+    in the environment are kept.
+    """
+    if os.environ.get("CURATOR_VERBOSE", "") not in ("", "0"):
+        return
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' bars follow the hub's switch
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    for category in (FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: exit 0 on success, 1 for recorded failures, 2 for bad input."""
+    quiet_libraries()
     try:
         code = cli.main(args=argv, prog_name="curator", standalone_mode=False)
     except CuratorError as exc:

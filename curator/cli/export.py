@@ -1,6 +1,6 @@
 """``curator export``: curated rows as JSONL for TRL, LLaMA-Factory or Fine-tune-CoT.
 
-The text comes from :mod:`curator.train.formats`, the code the built-in
+The text comes from :mod:`curator.formats`, the code the built-in
 trainer formats with, and rows are selected as the trainer selects them
 (``--where``, weight-0 rows skipped), so exporting and training elsewhere
 sees the same examples ``curator train`` would.
@@ -14,10 +14,10 @@ import click
 import pyarrow as pa
 
 from curator.errors import CuratorError
-from curator.io import Source, conform
+from curator.formats import EXPORT_FORMATS, TEMPLATES, export_record
+from curator.io import Source
 from curator.outputs import atomic_path
 from curator.train.data import row_weights, where_mask
-from curator.train.formats import EXPORT_FORMATS, export_record
 
 
 @click.command("export")
@@ -26,7 +26,7 @@ from curator.train.formats import EXPORT_FORMATS, export_record
 @click.option("--output", required=True, type=click.Path(dir_okay=False), help="OUT.jsonl")
 @click.option(
     "--template",
-    type=click.Choice(["natural", "fine-tune-cot"]),
+    type=click.Choice(TEMPLATES),
     default="natural",
     show_default=True,
     help="Prompt/completion layout for trl-prompt-completion.",
@@ -41,11 +41,9 @@ def export(
     """Write FILE's curated rows as JSONL in a format other trainers read."""
     source = Source.open(file)
     written = skipped = weighted = 0
-    first_row = 1
     with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8") as out:
-        for batch in source.iter_batches():
-            table = pa.Table.from_batches([conform(batch, source.path, first_row)])
-            first_row += batch.num_rows
+        for batch in source.checked_batches():
+            table = pa.Table.from_batches([batch])
             for clause in where:
                 table = table.filter(where_mask(table, clause, file))
             missing = [c for c in extra if c not in table.column_names]
@@ -62,7 +60,7 @@ def export(
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
                 written += 1
     note = f", skipped {skipped} weight-0 rows" if skipped else ""
-    click.echo(f"wrote {written} records to {output}{note}", err=True)
+    click.echo(f"wrote {written} records to {output}{note}")
     if weighted and "weight" not in extra:
         click.echo(
             f"note: {weighted} rows have weights other than 1, which {format_} cannot carry (--extra weight keeps them)",

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from curator.errors import CuratorError
-from curator.lm.loading import LoadedModel, default_device, load_sequence_classifier, require_lm, torch_dtype
+from curator.lm.loading import LoadedModel, load_sequence_classifier, require_lm
 
 
 def load_ranker(path: str | Path, *, device: str | None = None, dtype: str | None = None) -> LoadedModel:
@@ -29,28 +29,16 @@ def load_ranker(path: str | Path, *, device: str | None = None, dtype: str | Non
     adapter_config = folder / "adapter_config.json"
     if not adapter_config.exists():
         return load_sequence_classifier(str(path), device=device, dtype=dtype)
-    from peft import PeftModel
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     config = json.loads(adapter_config.read_text())
     if config.get("task_type") != "SEQ_CLS":
         raise CuratorError(
             f"{folder}: a {config.get('task_type')} adapter, not a ranker (train with --objective ranker)"
         )
     base = config["base_model_name_or_path"]
-    device = device or default_device()
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            base, num_labels=1, dtype=torch_dtype(dtype, device), device_map=device
-        )
-        model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
-        tokenizer = AutoTokenizer.from_pretrained(base)
+        return load_sequence_classifier(base, adapter=str(folder), num_labels=1, device=device, dtype=dtype)
     except OSError as exc:
         raise CuratorError(f"{folder}: cannot load the ranker's base model '{base}' ({exc})") from None
-    loaded = LoadedModel(model.eval(), tokenizer, device)
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = loaded.pad_id
-    return loaded
 
 
 def ranker_scores(

@@ -1,6 +1,6 @@
 """One evaluation run: prompts out through a backend, answers parsed, votes counted, files written.
 
-The prompt is the trainer's own layout (:mod:`curator.train.formats`), so an
+The prompt is the trainer's own layout (:mod:`curator.formats`), so an
 adapter is asked exactly the way it was taught. Requests stream through
 :func:`curator.backend.iter_results` with the backend's bounded concurrency;
 a request that fails after the backend's retries is recorded, scored as
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -22,87 +22,21 @@ import pyarrow.parquet as pq
 
 from curator.backend import BackendOptions, Request, Result, SamplingParams, iter_results
 from curator.errors import CuratorError
+from curator.evaluate.config import EvalConfig, EvalResult
 from curator.evaluate.voting import (
     PRESETS,
-    STRATEGIES,
     Votes,
     ranked_weights,
     sequence_probability,
     vote,
     wilson_interval,
 )
-from curator.generate.questions import QuestionFile
+from curator.formats import prompt_of, stops
 from curator.outputs import atomic_path, package_versions, write_json
 from curator.plugins import Registry, get_registry
 from curator.progress import progress_bar
+from curator.questions import QuestionFile
 from curator.task import Task
-from curator.train.formats import TEXT_FORMATS
-
-FORMATS = (*TEXT_FORMATS, "chat")
-STOPS: dict[str, tuple[str, ...]] = {"natural": ("\nQ:",)}
-"""Where a completion in each format ends besides EOS: the natural layout would go on to a new question."""
-
-
-@dataclass
-class EvalConfig:
-    """Everything an evaluation depends on; recorded whole in ``metrics.json``."""
-
-    model: str
-    data: str
-    task: str
-    strategy: str
-    output: str
-    adapter: str | None = None
-    n: int | None = None
-    temperature: float = 0.7
-    max_tokens: int = 256
-    ranker: str | None = None
-    preset: str = "asc"
-    format: str = "natural"
-    backend: str | None = None
-    base_url: str | None = None
-    concurrency: int = 64
-    batch_size: int | None = None
-    seed: int | None = 0
-    device: str | None = None
-    dtype: str | None = None
-    limit: int | None = None
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise CuratorError(
-                f"eval: strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
-            )
-        if self.format not in FORMATS:
-            raise CuratorError(f"eval: format must be one of {', '.join(FORMATS)}, got {self.format!r}")
-        if self.preset not in PRESETS:
-            raise CuratorError(f"eval: preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
-        if self.strategy == "greedy":
-            if self.n not in (None, 1):
-                raise CuratorError("eval: strategy 'greedy' takes one completion per question (drop --n)")
-            self.n, self.temperature = 1, 0.0
-        elif self.n is None:
-            self.n = 16
-        if self.n < 1:
-            raise CuratorError(f"eval: --n must be at least 1, got {self.n}")
-        if self.strategy == "ranked" and not self.ranker:
-            raise CuratorError(
-                "eval: strategy 'ranked' needs --ranker DIR (train one with --objective ranker)"
-            )
-        if self.strategy != "ranked" and self.ranker:
-            raise CuratorError(f"eval: --ranker is used by strategy 'ranked' only, not {self.strategy!r}")
-
-    @property
-    def backend_name(self) -> str:
-        return self.backend or ("openai" if self.base_url else "transformers")
-
-
-@dataclass
-class EvalResult:
-    metrics: dict[str, Any]
-    predictions: Path
-    failed: int
 
 
 def read_test_set(path: str, task: Task, limit: int | None = None) -> pa.Table:
@@ -131,14 +65,13 @@ def build_requests(questions: list[str], config: EvalConfig) -> list[Request]:
         n=config.n or 1,
         temperature=config.temperature,
         max_tokens=config.max_tokens,
-        stop=STOPS.get(config.format, ()),
+        stop=stops(config.format),
         logprobs=config.strategy == "weighted",
         seed=config.seed,
     )
     if config.format == "chat":  # the backend renders the chat template
         return [Request.single_turn(q, params, key=i) for i, q in enumerate(questions)]
-    layout = TEXT_FORMATS[config.format]
-    return [Request.single_turn(layout(q, "", None).prompt, params, key=i) for i, q in enumerate(questions)]
+    return [Request.single_turn(prompt_of(q, config.format), params, key=i) for i, q in enumerate(questions)]
 
 
 def generate(config: EvalConfig, questions: list[str], registry: Registry) -> list[Result]:

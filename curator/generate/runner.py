@@ -16,7 +16,7 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,6 @@ import pyarrow as pa
 
 from curator.backend import (
     Backend,
-    BackendOptions,
     Completion,
     Request,
     Result,
@@ -32,58 +31,15 @@ from curator.backend import (
     Usage,
     bounded_as_completed,
 )
+from curator.generate.config import GenerateConfig, GenerateResult
 from curator.generate.prompts import QUESTION_STOP, Prompting, make_prompting
-from curator.generate.questions import Question, QuestionFile
 from curator.generate.store import CandidateStore
 from curator.outputs import package_versions, write_json
 from curator.plugins import Registry, get_registry
 from curator.progress import progress_bar
+from curator.questions import Question, QuestionFile
+from curator.schema import TYPES
 from curator.task import Task
-
-
-@dataclass(frozen=True)
-class GenerateSettings:
-    """What to generate; a run continues another only when their :meth:`fingerprint` match."""
-
-    input: str
-    output: str
-    task: str
-    backend: str
-    model: str
-    prompt: str = "zero-shot-cot"
-    n: int = 1
-    temperature: float = 0.0
-    top_p: float = 1.0
-    max_tokens: int = 512
-    answer_max_tokens: int = 32
-    exemplars: str | None = None
-    seed: int | None = None
-    logprobs: bool = True
-    chat: bool = False
-    price_input: float | None = None
-    """USD per million prompt tokens, for the manifest's cost."""
-    price_output: float | None = None
-    flush_seconds: float = 2.0
-    progress: bool = True
-
-    def fingerprint(self) -> dict[str, Any]:
-        """The settings that change what is generated."""
-        settings = asdict(self)
-        for name in ("output", "price_input", "price_output", "flush_seconds", "progress"):
-            settings.pop(name)
-        settings["input"] = str(Path(self.input).resolve())
-        return settings
-
-
-@dataclass
-class Summary:
-    """What a run did; ``failed`` questions make the command exit with 1."""
-
-    output: Path
-    questions: int
-    rows: int
-    failed: int
-    manifest: dict[str, Any] = field(repr=False)
 
 
 @dataclass
@@ -96,10 +52,8 @@ class Outcome:
 
 
 def candidate_schema(with_reference: bool, two_stage: bool) -> pa.Schema:
-    """The row schema of DESIGN.md, plus ``n_tokens`` and (two-stage) ``answer_text``."""
-    fields = [("id", pa.string()), ("question", pa.string()), ("rationale", pa.string()), ("answer", pa.string())]
-    fields += [("reference", pa.string())] if with_reference else []
-    fields += [("sample", pa.int32()), ("model", pa.string()), ("logprob", pa.float64()), ("n_tokens", pa.int32())]
+    """The row schema (:data:`curator.schema.TYPES`), plus (two-stage) ``answer_text``."""
+    fields = [(name, kind) for name, kind in TYPES.items() if with_reference or name != "reference"]
     fields += [("answer_text", pa.string())] if two_stage else []
     return pa.schema(fields)
 
@@ -111,21 +65,21 @@ def derive_seed(seed: int | None, question_id: str, stage: int) -> int | None:
     return int.from_bytes(hashlib.sha256(f"{seed}:{question_id}:{stage}".encode()).digest()[:4], "big") >> 1
 
 
-def run_generate(settings: GenerateSettings, options: BackendOptions, *, registry: Registry | None = None) -> Summary:
-    """Run (or continue) the generation ``settings`` describe, with the backend built from ``options``."""
+def run_generate(config: GenerateConfig, *, registry: Registry | None = None) -> GenerateResult:
+    """Run (or continue) the generation ``config`` describes."""
     registry = registry or get_registry()
-    task = registry.task(settings.task)
-    backend = registry.backend(settings.backend)(options)
-    prompting = make_prompting(settings.prompt, settings.exemplars, settings.task)
-    questions = QuestionFile(settings.input, task)
-    return asyncio.run(GenerateRun(settings, task, backend, prompting, questions).run())
+    task = registry.task(config.task)
+    backend = registry.backend(config.backend)(config.for_backend())
+    prompting = make_prompting(config.prompt, config.exemplars, config.task)
+    questions = QuestionFile(config.input, task)
+    return asyncio.run(GenerateRun(config, task, backend, prompting, questions).run())
 
 
 class GenerateRun:
     """The state of one invocation: questions under way, rows not yet saved, counters."""
 
     def __init__(
-        self, settings: GenerateSettings, task: Task, backend: Backend, prompting: Prompting, questions: QuestionFile
+        self, settings: GenerateConfig, task: Task, backend: Backend, prompting: Prompting, questions: QuestionFile
     ) -> None:
         self.settings, self.task, self.backend = settings, task, backend
         self.prompting, self.questions = prompting, questions
@@ -141,26 +95,28 @@ class GenerateRun:
         self._previous_usage: dict[str, Any] = {}
         self._bar: Any = None
 
-    async def run(self) -> Summary:
+    async def run(self) -> GenerateResult:
         started = time.perf_counter()
         done = self.store.open()
         self._previous_usage = dict(self.store.usage)
-        with progress_bar(self.questions.count(), "generate", enabled=self.settings.progress, unit="q") as bar:
-            self._bar = bar
-            flusher = asyncio.create_task(self._flush_periodically())
-            try:
-                async with self.backend:
+        # The backend opens (a model loads, a missing package is reported) before the bar is drawn.
+        async with self.backend:
+            with progress_bar(self.questions.count(), "generate", enabled=self.settings.progress, unit="q") as bar:
+                self._bar = bar
+                flusher = asyncio.create_task(self._flush_periodically())
+                try:
                     groups = (self._group(q) for q in self._todo(done))
                     async for outcome in bounded_as_completed(groups, max(1, self.backend.options.concurrency)):
                         self._collect(outcome)
-            finally:
-                flusher.cancel()
-                self._flush()
+                finally:
+                    flusher.cancel()
+                    self._flush()
         table = self.store.finalize(self.order, self.schema)
         self.store.write_failures(self.failures)
         manifest = self._manifest(table, time.perf_counter() - started)
         write_json(Path(self.settings.output) / "manifest.json", manifest)
-        return Summary(Path(self.settings.output), len(self.order), table.num_rows, len(self.failures), manifest)
+        output = Path(self.settings.output)
+        return GenerateResult(output, len(self.order), table.num_rows, len(self.failures), manifest)
 
     def _todo(self, done: set[str]) -> Iterator[Question]:
         for question in self.questions:
@@ -286,10 +242,9 @@ class GenerateRun:
 
     def _manifest(self, table: pa.Table, wall: float) -> dict[str, Any]:
         options = self.backend.options
-        settings = asdict(self.settings)
         return {
             "command": "generate",
-            "settings": settings,
+            "settings": self.settings.to_dict(),
             "backend": {
                 "concurrency": options.concurrency,
                 "retries": options.retries,

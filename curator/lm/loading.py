@@ -19,7 +19,10 @@ from curator.errors import MissingDependency
 if TYPE_CHECKING:
     import torch
 
-DTYPE_NAMES = ("auto", "float32", "bfloat16", "float16")
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+"""Weight dtypes of the commands and model-backed filters (``auto``: bf16 on CUDA, fp32 elsewhere).
+
+Training takes all but float16, which would need loss scaling."""
 
 
 @dataclass
@@ -50,12 +53,26 @@ class LoadedModel:
 
     @property
     def pad_id(self) -> int:
-        """A token id to pad with (masked out, so any id in the vocabulary works)."""
-        tok = self.tokenizer
-        for value in (tok.pad_token_id, tok.eos_token_id):
-            if value is not None:
-                return int(value)
-        return 0
+        return pad_id(self.tokenizer)
+
+
+def pad_id(tokenizer: Any) -> int:
+    """The token id batches pad with: the tokenizer's pad token, else its EOS, else 0.
+
+    A language model never sees it (it is masked out), but a sequence
+    classifier finds each row's last token by it, so classifiers are given
+    the same id (:func:`give_pad_id`).
+    """
+    for value in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if value is not None:
+            return int(value)
+    return 0
+
+
+def give_pad_id(model: Any, tokenizer: Any) -> None:
+    """Tell a sequence classifier without a pad id the one the batches use."""
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = pad_id(tokenizer)
 
 
 def require_lm(needed_by: str) -> None:
@@ -81,8 +98,8 @@ def torch_dtype(name: str | None, device: str) -> torch.dtype:
     if name in (None, "auto"):
         cuda_bf16 = device.startswith("cuda") and torch.cuda.is_bf16_supported()
         return torch.bfloat16 if cuda_bf16 else torch.float32
-    if name not in DTYPE_NAMES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPE_NAMES)}, not {name!r}")
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {name!r}")
     return getattr(torch, name)
 
 
@@ -141,27 +158,42 @@ def load_adapter_pair(
 def load_sequence_classifier(
     name_or_path: str,
     *,
+    adapter: str | None = None,
+    num_labels: int | None = None,
     device: str | None = None,
     dtype: str | None = None,
     trust_remote_code: bool = False,
     revision: str | None = None,
 ) -> LoadedModel:
-    """A sequence-classification model (a reward model), padding-aware in batches."""
+    """A sequence-classification model (a reward model, a ranker), padding-aware in batches.
+
+    ``adapter`` (a PEFT folder) is merged in; ``num_labels`` sizes a head the
+    adapter brings, when ``name_or_path`` is a bare base model.
+    """
     from transformers import AutoModelForSequenceClassification
 
     device = device or default_device()
+    labels = {} if num_labels is None else {"num_labels": num_labels}
     model = _from_pretrained(
-        AutoModelForSequenceClassification, name_or_path, device, dtype, trust_remote_code, revision
+        AutoModelForSequenceClassification, name_or_path, device, dtype, trust_remote_code, revision, **labels
     )
-    loaded = LoadedModel(model.eval(), _tokenizer(name_or_path, trust_remote_code, revision), device)
-    if model.config.pad_token_id is None:
-        # Without it the model cannot find each row's last token in a padded batch.
-        model.config.pad_token_id = loaded.pad_id
-    return loaded
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    tokenizer = _tokenizer(name_or_path, trust_remote_code, revision)
+    give_pad_id(model, tokenizer)
+    return LoadedModel(model.eval(), tokenizer, device)
 
 
 def _from_pretrained(
-    auto_class: Any, name_or_path: str, device: str, dtype: str | None, trust_remote_code: bool, revision: str | None
+    auto_class: Any,
+    name_or_path: str,
+    device: str,
+    dtype: str | None,
+    trust_remote_code: bool,
+    revision: str | None,
+    **extra: Any,
 ) -> Any:
     return auto_class.from_pretrained(
         name_or_path,
@@ -169,6 +201,7 @@ def _from_pretrained(
         device_map=device,
         trust_remote_code=trust_remote_code,
         revision=revision,
+        **extra,
     )
 
 

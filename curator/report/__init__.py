@@ -1,4 +1,8 @@
-"""Comparison reports: several recipes' builds over the same candidates, side by side.
+"""``curator compare``: several recipes' builds over the same candidates, side by side::
+
+    from curator.report import CompareConfig, run_compare
+
+    result = run_compare(CompareConfig(recipes=("lmsi.yaml", "iwsi.yaml"), output="report"))
 
 ``write_report(outcomes, DIR, task=...)`` writes ``report.md``, a
 self-contained ``report.html``, ``report.json`` and the figures as PNG.
@@ -10,6 +14,10 @@ is imported only when a figure is drawn.
 from __future__ import annotations
 
 from curator.report.analysis import RecipeOutcome, load_outcome
+from curator.report.compare import CompareResult, run_compare
 from curator.report.compose import ReportFiles, write_report
+from curator.report.config import CompareConfig
 
-__all__ = ["RecipeOutcome", "ReportFiles", "load_outcome", "write_report"]
+__all__ = [
+    "CompareConfig", "CompareResult", "RecipeOutcome", "ReportFiles", "load_outcome", "run_compare", "write_report",
+]

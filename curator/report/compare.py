@@ -18,6 +18,7 @@ from curator.outputs import package_versions, write_json
 from curator.plugins import Registry, get_registry
 from curator.report.analysis import RecipeOutcome, load_outcome
 from curator.report.compose import ReportFiles, write_report
+from curator.report.config import CompareConfig
 
 TrainEval = Callable[[Path, Path, str], Mapping[str, Any]]
 """``(curated.parquet, work folder, task) -> metrics`` of a model trained on a recipe's curated rows."""
@@ -42,22 +43,18 @@ def recipe_names(paths: Sequence[Path]) -> list[str]:
     return names
 
 
-def compare_recipes(
-    paths: Sequence[Path],
-    output_dir: Path,
-    *,
-    overrides: Sequence[str] = (),
-    progress: bool = False,
-    train_eval: TrainEval | None = None,
-    registry: Registry | None = None,
-) -> CompareResult:
+def run_compare(config: CompareConfig, *, registry: Registry | None = None) -> CompareResult:
     """Build every recipe (scores shared through the cache), optionally train and evaluate, report."""
     from curator.engine import run_build
     from curator.recipe import load_recipe
 
     registry = registry or get_registry()
-    if not paths:
-        raise CuratorError("compare: give at least one recipe")
+    paths, output_dir, overrides = [Path(p) for p in config.recipes], Path(config.output), config.overrides
+    train_eval: TrainEval | None = None
+    if config.train_eval:
+        from curator.evaluate.trained import TrainThenEvaluate
+
+        train_eval = TrainThenEvaluate(config)
     recipes = [load_recipe(path, overrides) for path in paths]
     tasks = {r.task for r in recipes}
     if len(tasks) > 1:
@@ -68,7 +65,7 @@ def compare_recipes(
     outcomes = []
     for name, recipe in zip(names, recipes, strict=True):
         folder = output_dir / "recipes" / name
-        run_build(recipe, output_dir=folder, progress=progress, registry=registry)
+        run_build(recipe, output_dir=folder, progress=config.progress, registry=registry)
         outcomes.append(load_outcome(name, folder))
     fingerprints = {o.manifest["input"]["fingerprint"] for o in outcomes}
     if len(fingerprints) > 1:
@@ -95,8 +92,10 @@ def compare_recipes(
                 for n, p, o in zip(names, paths, outcomes, strict=True)
             ],
             "overrides": list(overrides),
+            "config": config.to_dict(),
             "accuracy": accuracy,
             "versions": package_versions("matplotlib"),
         },
     )
     return CompareResult(outcomes, report, accuracy)
+

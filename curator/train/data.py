@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curator.errors import CuratorError
-from curator.io import Source, conform
-from curator.train.formats import Example
+from curator.formats import Example
+from curator.io import Source
 
 IGNORE = -100
 """Target id of a position that carries no loss (prompt, padding, the last input token)."""
@@ -53,13 +53,9 @@ class TrainingTable:
 def read_training_table(path: str, where: list[str], columns: tuple[str, ...]) -> TrainingTable:
     """Read ``path`` whole (training needs random access), apply ``where``, drop weight-0 rows."""
     source = Source.open(path)
-    batches, first_row = [], 1
-    for batch in source.iter_batches():
-        batches.append(conform(batch, source.path, first_row))
-        first_row += batch.num_rows
-    if not batches:
+    table = source.read_table()
+    if table.num_rows == 0:
         raise CuratorError(f"{path}: no rows")
-    table = pa.Table.from_batches(batches)
     rows_read = table.num_rows
     for clause in where:
         table = table.filter(where_mask(table, clause, path))

@@ -6,7 +6,8 @@ equals one big batch's ``Σ w·CE / Σ m`` whatever the accumulation, packing or
 batch shapes. The data order is a pure function of seed and epoch, which is
 what lets ``--resume`` skip the consumed micro-batches and land on exactly the
 batches an uninterrupted run would have seen (RNG and AdamW state come from
-the checkpoint).
+the checkpoint). Resuming with a larger ``max_steps`` (or ``epochs``) extends a
+run, finished or not, on the same data order.
 """
 
 from __future__ import annotations
@@ -23,23 +24,16 @@ import numpy as np
 import torch
 
 from curator.errors import CuratorError
+from curator.lm.loading import default_device, pad_id, torch_dtype
+from curator.progress import progress_bar
 from curator.train import model as models
 from curator.train.batching import collate, plan_batches
 from curator.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, trainable
-from curator.train.config import RESUME_INVARIANT, TrainConfig
+from curator.train.config import RESUME_INVARIANT, TrainConfig, TrainResult
 from curator.train.data import Sample, TrainingTable, read_training_table
 from curator.train.objectives import Objective, load_objective
 from curator.train.plot import plot_loss, read_metrics
 from curator.train.results import ADAPTER_FILES, MetricsLog, save_adapter, save_merged, write_manifest
-
-
-@dataclass
-class TrainResult:
-    output: Path
-    steps: int
-    tokens: int
-    loss: float | None
-    wall_time_s: float
 
 
 @dataclass
@@ -77,7 +71,13 @@ def micro_batches(lengths: np.ndarray, config: TrainConfig, packed: bool) -> Ite
 
 
 def learning_rate(config: TrainConfig, step: int, total: int) -> float:
-    """Linear warmup then cosine decay to ``min_lr_ratio × lr``; ``step`` counts from 0."""
+    """Linear warmup then cosine decay to ``min_lr_ratio × lr``; ``step`` counts from 0.
+
+    ``total`` is the run's length as now configured, so a run extended on
+    resume (a larger ``max_steps``) takes its remaining steps on the schedule
+    of a run planned that long from the start: the rate goes back up to that
+    curve at the checkpoint's step, then decays to the floor at the new end.
+    """
     warmup = math.ceil(config.warmup_ratio * total)
     if step < warmup:
         return config.lr * (step + 1) / warmup
@@ -90,8 +90,8 @@ def prepare(config: TrainConfig) -> Run:
     """Read and encode the data, load the model with fresh LoRA layers, build the optimiser."""
     objective = load_objective(config)
     data = read_training_table(config.data, config.where, objective.columns)
-    device = models.resolve_device(config)
-    dtype = models.resolve_dtype(config, device)
+    device = torch.device(config.device or default_device())
+    dtype = torch_dtype(config.dtype, device.type)  # as for scoring: bf16 on CUDA, fp32 elsewhere
     tokenizer = models.load_tokenizer(config)
     samples, truncated = objective.encode(data, tokenizer)
     if not samples:
@@ -115,7 +115,7 @@ def prepare(config: TrainConfig) -> Run:
     )
 
 
-def train(config: TrainConfig, callbacks: Sequence[Callable[[dict[str, Any]], None]] = ()) -> TrainResult:
+def run_train(config: TrainConfig, callbacks: Sequence[Callable[[dict[str, Any]], None]] = ()) -> TrainResult:
     """Train a LoRA adapter as ``config`` says; ``callbacks`` get every record written to ``metrics.jsonl``."""
     session_start = time.perf_counter()
     output = Path(config.output)
@@ -127,6 +127,12 @@ def train(config: TrainConfig, callbacks: Sequence[Callable[[dict[str, Any]], No
     if checkpoints:
         state = load_checkpoint(checkpoints[-1], run.model, run.optimizer)
         _check_resume(state["fingerprint"], fingerprint, checkpoints[-1])
+        if state["step"] > run.total_steps:
+            raise CuratorError(
+                f"{checkpoints[-1]}: cannot resume, the checkpoint is at step {state['step']}, past the "
+                f"{run.total_steps} steps this run is set to (raise --max-steps or --epochs)"
+            )
+        state["fingerprint"] = fingerprint
     earlier_wall = state["wall_time_s"]
 
     def wall_time() -> float:
@@ -137,14 +143,14 @@ def train(config: TrainConfig, callbacks: Sequence[Callable[[dict[str, Any]], No
             output, run.model, run.optimizer, dict(state, wall_time_s=wall_time()), config.keep_checkpoints
         )
 
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=run.total_steps, initial=state["step"], disable=not config.progress, unit="step")
-    log = MetricsLog(output / "metrics.jsonl", state["step"], config.log_every, run.device, callbacks, bar)
-    try:
-        _steps(run, state, log, save)
-    finally:
-        log.close()
+    with progress_bar(
+        run.total_steps, "train", enabled=config.progress, unit="steps", initial=state["step"]
+    ) as bar:
+        log = MetricsLog(output / "metrics.jsonl", state["step"], config.log_every, run.device, callbacks, bar)
+        try:
+            _steps(run, state, log, save)
+        finally:
+            log.close()
 
     save_adapter(run.model, output)
     if config.merge:
@@ -181,15 +187,13 @@ def _steps(run: Run, state: dict[str, Any], log: MetricsLog, checkpoint: Callabl
     stream = micro_batches(run.lengths, config, run.packed)
     for _ in range(state["step"] * config.grad_accum):
         next(stream)
-    pad_id = (
-        run.tokenizer.pad_token_id if run.tokenizer.pad_token_id is not None else run.tokenizer.eos_token_id
-    )
+    pad = pad_id(run.tokenizer)
     run.model.train()
     while state["step"] < run.total_steps:
         plans = list(itertools.islice(stream, config.grad_accum))
         if not plans:
             break
-        batches = [collate([run.samples[i] for i in plan], run.packed, pad_id) for plan in plans]
+        batches = [collate([run.samples[i] for i in plan], run.packed, pad) for plan in plans]
         units = sum(b.count for b in batches)
         lr = learning_rate(config, state["step"], run.total_steps)
         for group in run.optimizer.param_groups:

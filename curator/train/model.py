@@ -1,7 +1,8 @@
-"""Loading the base model, its tokenizer and LoRA layers, and choosing device, dtype and attention.
+"""Loading the base model, its tokenizer and LoRA layers, and choosing the attention.
 
-On CUDA the base weights are loaded in bf16 and the forward pass runs under
-bf16 autocast, while PEFT keeps the LoRA weights in fp32 for the optimiser.
+Device and dtype are chosen as for scoring (:mod:`curator.lm.loading`): on
+CUDA the base weights are loaded in bf16 and the forward pass runs under bf16
+autocast, while PEFT keeps the LoRA weights in fp32 for the optimiser.
 Flash-attention is used when the ``flash_attn`` package is importable, and
 only then is packing the default (see :mod:`curator.train.batching`).
 """
@@ -22,20 +23,6 @@ from curator.train.objectives import Objective
 
 VARLEN_ATTENTION = ("flash_attention_2", "flash_attention_3", "flex_attention")
 """Attention implementations that turn restarting ``position_ids`` into per-sample attention cheaply."""
-
-
-def resolve_device(config: TrainConfig) -> torch.device:
-    if config.device:
-        return torch.device(config.device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def resolve_dtype(config: TrainConfig, device: torch.device) -> torch.dtype:
-    """``auto``: bf16 on a CUDA device that has it, fp32 elsewhere (CPU bf16 is slow and lossy)."""
-    if config.dtype == "auto":
-        use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if use_bf16 else torch.float32
-    return getattr(torch, config.dtype)
 
 
 def autocast(device: torch.device, dtype: torch.dtype) -> contextlib.AbstractContextManager:
@@ -71,7 +58,7 @@ def load_base(objective: Objective, path: str, kwargs: dict[str, Any]) -> torch.
         raise CuratorError(f"{path}: cannot load the model ({_first_line(exc)})") from None
 
 
-def with_lora(model: torch.nn.Module, config: TrainConfig, objective: Objective) -> torch.nn.Module:
+def with_lora(model: Any, config: TrainConfig, objective: Objective) -> torch.nn.Module:
     """Wrap ``model`` in fresh LoRA layers; the seed makes their initialisation repeatable."""
     from peft import LoraConfig, get_peft_model
 

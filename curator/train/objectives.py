@@ -26,10 +26,11 @@ import pyarrow.compute as pc
 import torch
 
 from curator.errors import CuratorError
+from curator.formats import format_row
+from curator.lm.head import base_model, logit_adjustment
 from curator.train.batching import Batch
 from curator.train.config import OBJECTIVES, TrainConfig
 from curator.train.data import Sample, TrainingTable, encode_examples
-from curator.train.formats import format_row
 from curator.train.losses import distill_kl, linear_cross_entropy
 
 
@@ -61,24 +62,23 @@ class Objective:
         raise NotImplementedError
 
 
-def causal_lm(model: torch.nn.Module) -> Any:
-    """The transformers model under a PEFT wrapper (LoRA layers are injected in place)."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
 def final_hidden(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     """Last hidden states from the decoder alone, so the head runs only where there is loss."""
-    output = causal_lm(model).get_decoder()(**batch.model_inputs())
+    output = base_model(model).get_decoder()(**batch.model_inputs())
     return output.last_hidden_state
 
 
 def logits_fn(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """The model's logits beyond its head (Gemma's soft-capping), or None when the head is all."""
-    lm = causal_lm(model)
-    head, cap = lm.get_output_embeddings(), getattr(lm.config, "final_logit_softcapping", None)
-    if not cap:
+    """Hidden states to the model's own fp32 logits when they are more than its head's output, else None.
+
+    The same adjustment the scorer applies (:mod:`curator.lm.head`), so training
+    optimises the logits the filters score.
+    """
+    adjust = logit_adjustment(model)
+    if adjust is None:
         return None
-    return lambda hidden: cap * torch.tanh(head(hidden) / cap)
+    head = base_model(model).get_output_embeddings()
+    return lambda hidden: adjust(head(hidden).float())
 
 
 class CausalLM(Objective):
@@ -112,7 +112,7 @@ class SFT(CausalLM):
 
     def loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         hidden = self.selected_hidden(model, batch)
-        head = causal_lm(model).get_output_embeddings()
+        head = base_model(model).get_output_embeddings()
         targets, weights = batch.at_targets(batch.targets), batch.at_targets(batch.token_weights)
         return linear_cross_entropy(hidden, head, targets, weights, logits_fn(model))
 
@@ -144,7 +144,7 @@ class NCE(CausalLM):
     def loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:
         hidden = self.selected_hidden(model, batch)
         targets = batch.at_targets(batch.targets)
-        student = causal_lm(model)
+        student = base_model(model)
         head = student.get_output_embeddings()
         ce = linear_cross_entropy(
             hidden, head, targets, torch.ones_like(targets, dtype=torch.float32), logits_fn(model)
@@ -152,7 +152,7 @@ class NCE(CausalLM):
         with torch.no_grad():
             teacher_hidden = self.selected_hidden(self.teacher, batch)
         beta = (0.5 + batch.values["nce_beta"])[batch.at_targets(batch.sample_index)]
-        teacher_head = causal_lm(self.teacher).get_output_embeddings()
+        teacher_head = base_model(self.teacher).get_output_embeddings()
         kd = distill_kl(
             hidden,
             teacher_hidden,

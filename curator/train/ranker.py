@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import torch
 
 from curator.errors import CuratorError
+from curator.lm.loading import give_pad_id
 from curator.lm.pairs import encode_pairs
 from curator.train.batching import Batch
 from curator.train.data import IGNORE, Sample, TrainingTable
@@ -47,9 +48,7 @@ class Ranker(Objective):
             tokenizer = AutoTokenizer.from_pretrained(
                 self.config.model, trust_remote_code=self.config.trust_remote_code
             )
-            model.config.pad_token_id = (
-                tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-            )
+            give_pad_id(model, tokenizer)
         return model
 
     def encode(self, data: TrainingTable, tokenizer: Any) -> tuple[list[Sample], int]:

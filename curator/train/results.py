@@ -76,10 +76,9 @@ class MetricsLog:
 
     def close(self) -> None:
         self.file.close()
-        self.bar.close()
 
 
-def save_adapter(model: torch.nn.Module, output: Path) -> None:
+def save_adapter(model: Any, output: Path) -> None:
     """PEFT's own layout (what ``PeftModel.from_pretrained`` and vLLM load), renamed into place whole."""
     tmp = output / ".adapter.tmp"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -1,28 +1,40 @@
-"""How a curated row becomes training text: the one place both ``train`` and ``export`` use.
+"""How a question and its rationale become text: the layouts every command shares.
 
 A row is split into a *prompt* (context, no loss by default) and a
-*completion* (what the student learns to write). Keeping that split here,
-rather than in the trainer, is what lets ``curator export`` hand TRL or
-LLaMA-Factory exactly the text the built-in trainer would have trained on.
-EOS is not part of the text: the trainer appends the token, and TRL and
-LLaMA-Factory append their own.
+*completion* (what the student learns to write). ``train`` learns from these
+layouts, ``export`` writes them for TRL or LLaMA-Factory (so training
+elsewhere sees exactly the text the built-in trainer would have trained on),
+``eval`` asks its questions in them (so an adapter is asked the way it was
+taught), ``generate``'s prompts and the model-backed filters score in the
+natural one. EOS is not part of the text: the trainer appends the token,
+and TRL and LLaMA-Factory append their own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from curator.errors import CuratorError
 
+EXPORT_FORMATS = ("trl-prompt-completion", "trl-messages", "alpaca", "sharegpt", "fine-tune-cot")
+"""The record shapes ``curator export`` writes."""
+
+QUESTION_STOP = "\nQ:"
+"""Where a completion in the natural layout ends besides EOS: a model that starts a new question is done."""
+
 
 @dataclass(frozen=True)
 class Example:
-    """One training example as text."""
+    """One example as text: the prompt, and the completion the model writes after it."""
 
     prompt: str
     completion: str
+
+    @property
+    def text(self) -> str:
+        return self.prompt + self.completion
 
 
 def fine_tune_cot(question: str, rationale: str, answer: str | None) -> Example:
@@ -35,9 +47,20 @@ def fine_tune_cot(question: str, rationale: str, answer: str | None) -> Example:
     return Example(f"{question} ###", completion)
 
 
-def natural(question: str, rationale: str, answer: str | None = None) -> Example:
+def natural(question: str, rationale: str = "", answer: str | None = None) -> Example:
     """The few-shot prompt's own layout (``Q: …\\nA:``), so the model trains on what it will see."""
     return Example(f"Q: {question}\nA:", f" {rationale}")
+
+
+def natural_texts(questions: Sequence[str], rationales: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(prompts, completions) of many rows in the natural layout: what the model-backed filters score."""
+    examples = [natural(q, r) for q, r in zip(questions, rationales, strict=True)]
+    return [e.prompt for e in examples], [e.completion for e in examples]
+
+
+def stops(format: str) -> tuple[str, ...]:
+    """Where a completion in ``format`` ends besides EOS."""
+    return (QUESTION_STOP,) if format == "natural" else ()
 
 
 def messages(question: str, rationale: str) -> list[dict[str, str]]:
@@ -61,10 +84,16 @@ def chat(question: str, rationale: str, tokenizer: Any) -> Example:
     return Example(prompt, full[len(prompt) :])
 
 
-TEXT_FORMATS: dict[str, Callable[[str, str, str | None], Example]] = {
+_TEXT_LAYOUTS: dict[str, Callable[[str, str, str | None], Example]] = {
     "natural": natural,
     "fine-tune-cot": fine_tune_cot,
 }
+
+TEMPLATES = tuple(_TEXT_LAYOUTS)
+"""The layouts that are plain text, needing no tokenizer (``export --template``)."""
+
+FORMATS = (*TEMPLATES, "chat")
+"""Every prompt/completion layout (``train --format``, ``eval --format``)."""
 
 
 def format_row(row: dict[str, Any], format: str, tokenizer: Any = None) -> Example:
@@ -72,13 +101,15 @@ def format_row(row: dict[str, Any], format: str, tokenizer: Any = None) -> Examp
     if format == "chat":
         return chat(row["question"], row["rationale"], tokenizer)
     try:
-        build = TEXT_FORMATS[format]
+        build = _TEXT_LAYOUTS[format]
     except KeyError:
-        raise CuratorError(f"unknown format '{format}' (one of natural, fine-tune-cot, chat)") from None
+        raise CuratorError(f"unknown format '{format}' (one of {', '.join(FORMATS)})") from None
     return build(row["question"], row["rationale"], row.get("answer"))
 
 
-EXPORT_FORMATS = ("trl-prompt-completion", "trl-messages", "alpaca", "sharegpt", "fine-tune-cot")
+def prompt_of(question: str, format: str, tokenizer: Any = None) -> str:
+    """The prompt alone, as a model trained in ``format`` is asked ``question``."""
+    return format_row({"question": question, "rationale": ""}, format, tokenizer).prompt
 
 
 def export_record(row: dict[str, Any], format: str, template: str = "natural") -> dict[str, Any]:
