@@ -18,8 +18,8 @@ import click
 def build(recipe: Path, overrides: tuple[str, ...], output: Path | None, device: str | None,
           progress: bool | None) -> None:
     """Run RECIPE: curated.parquet, rejected.parquet and manifest.json in the output folder."""
-    from curator.engine import run_build
-    from curator.recipe import load_recipe
+    from curator.build.run import run_build
+    from curator.build.recipe import load_recipe
 
     if device:
         overrides = (*overrides, f"device={device}")

@@ -52,8 +52,8 @@ def compare_recipes(
     registry: Registry | None = None,
 ) -> CompareResult:
     """Build every recipe (scores shared through the cache), optionally train and evaluate, report."""
-    from curator.engine import run_build
-    from curator.recipe import load_recipe
+    from curator.build.run import run_build
+    from curator.build.recipe import load_recipe
 
     registry = registry or get_registry()
     if not paths:

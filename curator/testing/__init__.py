@@ -77,8 +77,8 @@ def run_filter(
     columns, ``keep``, ``weight`` and ``dropped_by``; the build's manifest is
     in the table's schema metadata under ``b"manifest"``.
     """
-    from curator.engine import run_build
-    from curator.recipe import parse_recipe
+    from curator.build.run import run_build
+    from curator.build.recipe import parse_recipe
 
     if isinstance(filter, Filter):
         options = {**filter.options(), **options}

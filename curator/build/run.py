@@ -20,16 +20,16 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from curator.cache import ROW, CachedScores, StepCache, cache_key, file_stamps
+from curator.build.score_cache import ROW, CachedScores, StepCache, cache_key, file_stamps
 from curator.errors import CuratorError
 from curator.filter import Filter, FilterContext, Selection
 from curator.io import Source
 from curator.outputs import package_versions
 from curator.plugins import Registry, get_registry
-from curator.prepare import Prepared, prepare
+from curator.build.working_copy import Prepared, prepare
 from curator.progress import progress_bar, reporting_rows
-from curator.recipe import Recipe, Step
-from curator.writer import OutputWriter
+from curator.build.recipe import Recipe, Step
+from curator.build.output import OutputWriter
 
 
 class ModelPool:

@@ -10,13 +10,13 @@ import sys
 import time
 from pathlib import Path
 
-import helpers_engine
+import helpers_build
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from helpers_engine import CRASH_AFTER, SCORE_CALLS, build, read_split
+from helpers_build import CRASH_AFTER, SCORE_CALLS, build, read_split
 
 from curator import CuratorError
 from curator.testing import make_candidates
@@ -164,14 +164,14 @@ def test_a_crashed_build_resumes_without_rescoring_finished_batches(tmp_path, ca
 KILL_SCRIPT = """
 import sys, time
 sys.path.insert(0, {tests!r})
-import helpers_engine
-from helpers_engine import RationaleLength
+import helpers_build
+from helpers_build import RationaleLength
 original = RationaleLength.score
 def slow(self, batch, context):
     time.sleep(0.05)
     return original(self, batch, context)
 RationaleLength.score = slow
-helpers_engine.build(__import__('pathlib').Path({tmp!r}), __import__('pathlib').Path({input!r}),
+helpers_build.build(__import__('pathlib').Path({tmp!r}), __import__('pathlib').Path({input!r}),
                      ["rationale_length"], batch_rows=16, cache={cache!r})
 """
 
@@ -229,7 +229,7 @@ def test_the_recipe_device_reaches_the_filters(tmp_path, candidates):
 
 
 def test_a_slow_filter_can_move_the_progress_bar_within_a_batch(tmp_path, candidates, monkeypatch):
-    import curator.engine as engine
+    import curator.build.run as engine
     from curator.progress import report_rows
 
     passes: dict[str, list[int]] = {}
@@ -253,7 +253,7 @@ def test_a_slow_filter_can_move_the_progress_bar_within_a_batch(tmp_path, candid
             return False
 
     monkeypatch.setattr(engine, "progress_bar", Context)
-    original = helpers_engine.RationaleLength.score
+    original = helpers_build.RationaleLength.score
 
     def chatty(self, batch, context):
         for _ in range(batch.num_rows):
@@ -261,7 +261,7 @@ def test_a_slow_filter_can_move_the_progress_bar_within_a_batch(tmp_path, candid
         report_rows(5)  # over-reporting (e.g. a validation set) never runs ahead of the batch
         return original(self, batch, context)
 
-    monkeypatch.setattr(helpers_engine.RationaleLength, "score", chatty)
+    monkeypatch.setattr(helpers_build.RationaleLength, "score", chatty)
     rows = pq.read_metadata(candidates).num_rows
     build(tmp_path, candidates, ["rationale_length"], batch_rows=100)
     assert set(passes) == {"rationale_length", "writing"}

@@ -13,9 +13,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curator import Filter, Selection, hookimpl, keep_by_threshold, percentile_threshold, select_option
-from curator.engine import run_build
+from curator.build.run import run_build
 from curator.plugins import registry_for
-from curator.recipe import parse_recipe
+from curator.build.recipe import parse_recipe
 
 SCORE_CALLS: list[int] = []
 CRASH_AFTER: list[int] = []
