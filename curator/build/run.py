@@ -1,64 +1,43 @@
-"""The build: stream the working copy through the recipe's filters and write the split.
+"""The build: plan, prepare, then per step find, score, gather, fit and select; write the split.
 
-One pass per step plus one: pass ``k`` applies step ``k-1``'s selection (its
-statistics were fitted after the previous pass), scores step ``k`` on the rows
-that still reach it, and the last pass writes the outputs. State between
+For each step in order: the rows that still reach it are keyed (by content,
+see :mod:`curator.build.row_keys`) and looked up in its score cache; the
+executor (local or Ray) scores only the rows the cache lacks, and the build
+stores them by key; the scores of every reached row are then gathered in
+working-copy order, ``fit`` runs once over them and ``select`` streams over
+the batches. A last pass writes the outputs in input order. State between
 passes is a few bytes per row (reach mask, dropping step, weight), so memory
 does not grow with the text in the input.
 """
 
 from __future__ import annotations
 
+import builtins
+import shutil
 import time
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from curator.build.score_cache import ROW, CachedScores, StepCache, cache_key, file_stamps
-from curator.errors import CuratorError
-from curator.filter import Filter, FilterContext, Selection
-from curator.io import Source
-from curator.outputs import package_versions
-from curator.plugins import Registry, get_registry
+from curator.build.manifest import build_manifest
+from curator.build.output import OutputWriter, output_batch
+from curator.build.planning import PlannedStep, bind_inputs, plan_steps
+from curator.build.recipe import Recipe
+from curator.build.row_keys import group_scope_keys
+from curator.build.score_cache import keys_of
+from curator.build.scoring import Executor, ScoringJob, StepWork, check_executor, open_executor
+from curator.build.step_scores import ROW, StepPlan, StepScores
 from curator.build.working_copy import Prepared, prepare
-from curator.progress import progress_bar, reporting_rows
-from curator.build.recipe import Recipe, Step
-from curator.build.output import OutputWriter
-
-
-class ModelPool:
-    """Models loaded during one build, shared by every filter that asks for the same key."""
-
-    def __init__(self) -> None:
-        self._models: dict[tuple[Any, ...], Any] = {}
-
-    def get(self, key: tuple[Any, ...], load: Callable[[], Any]) -> Any:
-        if key not in self._models:
-            self._models[key] = load()
-        return self._models[key]
-
-    def clear(self) -> None:
-        self._models.clear()
-
-
-@dataclass
-class PlannedStep:
-    step: Step
-    filter: Filter
-    plugin: str
-    distribution: str | None
-    cache: StepCache
-    output_names: dict[str, str]
-    report: dict[str, Any] = field(default_factory=dict)
-
-    def public_columns(self) -> list[str]:
-        return [c for c in self.filter.columns if not c.startswith("_")]
+from curator.errors import CuratorError
+from curator.filter import Selection
+from curator.io import Source
+from curator.plugins import Registry, get_registry
+from curator.progress import progress_bar
+from curator.task import Task
 
 
 @dataclass
@@ -67,38 +46,7 @@ class BuildResult:
     manifest: dict[str, Any]
 
 
-def plan_steps(recipe: Recipe, prepared: Prepared, registry: Registry) -> list[PlannedStep]:
-    """Build the filters, check their inputs and outputs, and key their caches."""
-    planned: list[PlannedStep] = []
-    chain: list[Any] = []
-    taken = set(prepared.schema.names)
-    for step in recipe.steps:
-        cls = registry.filter(step.filter)
-        entry = registry.entries["filter"][step.filter]
-        instance = cls.from_options(step.options, step=step.name)
-        missing = [c for c in instance.requires if c not in prepared.schema.names]
-        if missing:
-            raise CuratorError(
-                f"filter step '{step.name}' needs input column '{missing[0]}', which {prepared.source.path} lacks"
-            )
-        suffix = "" if step.name == step.filter else f"_{step.name}"
-        names = {c: f"{c}{suffix}" for c in instance.columns if not c.startswith("_")}
-        for out in names.values():
-            if out in taken:
-                raise CuratorError(
-                    f"filter step '{step.name}' adds column '{out}', which already exists; give the step a 'name'"
-                )
-            taken.add(out)
-        stamps = file_stamps(instance.score_options(), recipe.base_dir)
-        key = cache_key(prepared.fingerprint, recipe.task, recipe.batch_rows, recipe.regroup, chain,
-                        step.filter, entry.distribution, instance.score_options(), stamps)
-        planned.append(PlannedStep(step, instance, entry.plugin, entry.distribution,
-                                   StepCache(recipe.cache_dir(), key), names))
-        chain.append([step.filter, entry.distribution, instance.options(), stamps])
-    return planned
-
-
-class _BuildState:
+class BuildState:
     """Per-row state between passes: who still reaches, who dropped them, their weight."""
 
     def __init__(self, num_rows: int) -> None:
@@ -121,134 +69,135 @@ def run_build(
     if output_dir is None:
         raise CuratorError(f"{recipe.source or 'recipe'}: no 'output' given (set it, or pass --output)")
     task = registry.task(recipe.task)
+    steps = plan_steps(recipe, registry)
+    check_executor(recipe.executor)
     source = Source.open(recipe.input)
-    cache_root = recipe.cache_dir()
-    prepared = prepare(source, task, cache_root, batch_rows=recipe.batch_rows, regroup=recipe.regroup)
-    steps = plan_steps(recipe, prepared, registry)
+    prepared = prepare(source, task, recipe.cache_dir(), batch_rows=recipe.batch_rows, regroup=recipe.regroup)
+    bind_inputs(steps, prepared, task, recipe)
     writer = OutputWriter(output_dir, [s.step.name for s in steps], per_step=recipe.rejected_by_step)
-    context = FilterContext(task=task, base_dir=recipe.base_dir, models=ModelPool(), device=recipe.device)
-    state = _BuildState(prepared.num_rows)
-    stats: list[dict[str, Any]] = []
+    scratch = writer.scratch()
+    state = BuildState(prepared.num_rows)
+    executor: Executor | None = None
     try:
-        for k in range(len(steps) + 1):
-            selecting = steps[k - 1] if k else None
-            scoring = steps[k] if k < len(steps) else None
-            label = scoring.step.name if scoring else "writing"
-            if scoring is None:
-                types = _score_types(steps, prepared.num_batches)
-            with progress_bar(prepared.num_rows, label, enabled=progress) as bar:
-                for index, first_row, batch in prepared.batches():
-                    if selecting is not None:
-                        _select(selecting, k - 1, index, first_row, batch, stats[k - 1], state)
-                    reported = 0
-                    if scoring is not None:
-                        reported = _score(scoring, index, first_row, batch, state, context, bar)
-                    else:
-                        writer.write(_output_batch(batch, index, first_row, steps, types, state))
-                    bar.update(batch.num_rows - reported)
-            if scoring is not None:
-                stats.append(_fit(scoring, prepared, state))
+        executor = open_executor(recipe.executor, recipe.ray_address)
+        scores = [
+            _run_step(position, planned, prepared, state, executor, scratch, recipe, task, progress)
+            for position, planned in enumerate(steps)
+        ]
+        with progress_bar(prepared.num_rows, "writing", enabled=progress) as bar:
+            layout = [(p.step.name, p.output_names) for p in steps]
+            for index, first_row, batch in prepared.batches():
+                rows = slice(first_row, first_row + batch.num_rows)
+                writer.write(output_batch(batch, index, first_row, layout, scores, state.reach[rows],
+                                          state.dropped_by[rows], state.weight[rows]))
+                bar.update(batch.num_rows)
+        described = executor.describe()
     finally:
         for planned in steps:
             planned.filter.close()
-        context.models.clear()
-    manifest = _manifest(recipe, prepared, steps, state, started)
+        if executor is not None:
+            executor.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+    manifest = build_manifest(recipe, prepared, steps, state, described, started)
     writer.finish(manifest)
     return BuildResult(output_dir, manifest)
 
 
-def _score(planned: PlannedStep, index: int, first_row: int, batch: pa.RecordBatch,
-           state: _BuildState, context: FilterContext, bar: Any) -> int:
-    """Score the batch's reached rows unless cached; returns the rows already shown on ``bar``."""
-    if planned.cache.complete or planned.cache.has(index):
-        return 0
-    reach = state.reach[first_row : first_row + batch.num_rows]
-    rows = np.flatnonzero(reach) + first_row
-    reached = batch.filter(pa.array(reach))
-    shown = 0
-
-    def advance(count: int) -> None:
-        nonlocal shown
-        count = min(count, reached.num_rows - shown)  # a filter may score other texts too
-        if count > 0:
-            bar.update(count)
-            shown += count
-
+def _run_step(position: int, planned: PlannedStep, prepared: Prepared, state: BuildState, executor: Executor,
+              scratch: Path, recipe: Recipe, task: Task, progress: bool | None) -> StepScores:
+    plan = _plan(planned, prepared, state, scratch / f"plan-{position}.arrow")
+    work = StepWork(planned.step.name, planned.step.filter, planned.plugin, planned.filter, task, recipe.base_dir,
+                    recipe.device)
+    job = ScoringJob(work, prepared, plan, planned.step.concurrency)
+    report = planned.report
+    report.update(rows_in=plan.reached, rows_scored=0, score_seconds=0.0)
+    facts: dict[str, Any] = {}
+    wall = time.perf_counter()
+    with progress_bar(plan.reached, planned.step.name, enabled=progress) as bar:
+        bar.update(plan.reached - plan.todo)
+        if plan.todo:
+            for scored in executor.score(job, bar.update):
+                planned.store.append(scored.table, scored.warnings)
+                _relay(scored.warnings)
+                report["rows_scored"] += scored.table.num_rows
+                report["score_seconds"] += scored.seconds
+                facts = scored.facts or facts
+    report["wall_seconds"] = time.perf_counter() - wall
+    if facts:
+        planned.store.record_facts(facts)
+    report["cached"] = report["rows_scored"] == 0
+    report["facts"] = planned.store.facts()
+    gathered = _gather(planned, prepared, plan, scratch / f"scores-{position}")
     started = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught, reporting_rows(advance):
-        warnings.simplefilter("always")
-        columns = planned.filter.score(reached, context) if reached.num_rows else {}
-    planned.report["score_seconds"] = planned.report.get("score_seconds", 0.0) + time.perf_counter() - started
-    _relay_warnings(planned, caught)
-    arrays = [pa.array(rows, pa.int64())]
-    for name in planned.filter.columns:
-        if reached.num_rows and name not in columns:
-            raise CuratorError(f"filter '{planned.step.filter}' ({planned.plugin}) did not return column '{name}'")
-        value = columns.get(name, pa.array([], pa.null()))
-        array = value if isinstance(value, (pa.Array, pa.ChunkedArray)) else pa.array(value)
-        if len(array) != reached.num_rows:
+    stats = planned.filter.fit(gathered)
+    report["fit_seconds"] = time.perf_counter() - started
+    report["stats"] = stats
+    _select(planned, position, prepared, plan, gathered, stats, state)
+    dropped = int((state.dropped_by == position).sum())
+    if plan.reached and dropped == plan.reached:
+        message = f"filter step '{planned.step.name}' dropped every row that reached it ({plan.reached}→0)"
+        report["warnings"].append(message)
+        _relay([["UserWarning", message]])
+    return gathered
+
+
+def _plan(planned: PlannedStep, prepared: Prepared, state: BuildState, path: Path) -> StepPlan:
+    """Key the rows that reach the step and mark those whose scores the cache lacks."""
+    plan = StepPlan(path)
+    by_group = planned.filter.scope == "group"
+    for index, first_row, hashes, groups in prepared.row_keys():
+        reach = state.reach[first_row : first_row + len(groups)]
+        rows = np.flatnonzero(reach)
+        keys = group_scope_keys(hashes[rows], groups[rows]) if by_group else hashes[rows]
+        part, _ = planned.store.lookup(keys)
+        plan.add(index, rows + first_row, keys, part < 0)
+    plan.close()
+    return plan
+
+
+def _gather(planned: PlannedStep, prepared: Prepared, plan: StepPlan, folder: Path) -> StepScores:
+    """Every reached row's scores from the cache, in working-copy order, one part per batch."""
+    gathered = StepScores(folder, planned.filter.columns)
+    used: dict[int, None] = {}
+    for index in range(prepared.num_batches):
+        keys_table = plan.read(index)
+        part, row = planned.store.lookup(keys_of(keys_table))
+        if (part < 0).any():
             raise CuratorError(
-                f"filter '{planned.step.filter}' ({planned.plugin}) returned {len(array)} values "
-                f"for column '{name}' on a batch of {reached.num_rows} rows"
+                f"score cache {planned.store.dir} lost the scores of {int((part < 0).sum())} rows while the "
+                f"build ran (removed by hand?); re-run the build"
             )
-        arrays.append(array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array)
-    planned.cache.write(index, pa.Table.from_arrays(arrays, names=[ROW, *planned.filter.columns]))
-    return shown
+        scores = planned.store.take(part, row, planned.filter.columns)
+        gathered.write(index, scores.add_column(0, ROW, keys_table.column(ROW)))
+        used.update(dict.fromkeys(part[np.sort(np.unique(part, return_index=True)[1])].tolist()))
+    planned.report["warnings"] = [message for _, message in planned.store.warnings_of(np.array(list(used)))]
+    return gathered
 
 
-def _relay_warnings(planned: PlannedStep, caught: list[warnings.WarningMessage]) -> None:
-    """Re-issue a filter's warnings under its step name, and keep them for the manifest."""
-    for warning in caught:
-        message = f"filter step '{planned.step.name}': {warning.message}"
-        planned.report.setdefault("warnings", []).append(message)
-        warnings.warn_explicit(message, warning.category, "curator", 0)
-
-
-def _fit(planned: PlannedStep, prepared: Prepared, state: _BuildState) -> dict[str, Any]:
-    if not planned.cache.complete:
-        planned.cache.finish({
-            "facts": planned.filter.describe(),
-            "score_seconds": planned.report.get("score_seconds", 0.0),
-            "warnings": planned.report.get("warnings", []),
-        })
-        planned.report["cached"] = False
-    else:
-        planned.report["cached"] = True
-    started = time.perf_counter()
-    stats = planned.filter.fit(CachedScores(planned.cache, prepared.num_batches))
-    planned.report["fit_seconds"] = time.perf_counter() - started
-    planned.report["rows_in"] = int(state.reach.sum())
-    planned.report["stats"] = stats
-    meta = planned.cache.meta()
-    planned.report["facts"] = meta.get("facts", {})
-    planned.report["warnings"] = meta.get("warnings", [])
-    return stats
-
-
-def _select(planned: PlannedStep, position: int, index: int, first_row: int, batch: pa.RecordBatch,
-            stats: dict[str, Any], state: _BuildState) -> None:
-    end = first_row + batch.num_rows
-    reach = state.reach[first_row:end]
-    scores = planned.cache.read(index)
-    rows = np.flatnonzero(reach) + first_row
-    if scores.num_rows != len(rows) or not np.array_equal(scores.column(ROW).to_numpy(), rows):
-        raise CuratorError(f"score cache {planned.cache.dir} does not match the input; delete it and re-run")
-    if not len(rows):
-        return
-    reached = batch.filter(pa.array(reach))
-    combined = pa.RecordBatch.from_arrays(
-        [*reached.columns, *(scores.column(c).combine_chunks() for c in planned.filter.columns)],
-        names=[*reached.schema.names, *planned.filter.columns],
-    )
-    started = time.perf_counter()
-    selection = planned.filter.select(combined, stats)
-    planned.report["select_seconds"] = planned.report.get("select_seconds", 0.0) + time.perf_counter() - started
-    keep, weight = _check_selection(selection, len(rows), planned)
-    dropped = rows[~keep]
-    state.reach[dropped] = False
-    state.dropped_by[dropped] = position
-    if weight is not None:
-        state.weight[rows] *= weight
+def _select(planned: PlannedStep, position: int, prepared: Prepared, plan: StepPlan, gathered: StepScores,
+            stats: dict[str, Any], state: BuildState) -> None:
+    spent = 0.0
+    for index, first_row, batch in prepared.batches(plan.reached_batches):
+        reach = state.reach[first_row : first_row + batch.num_rows]
+        rows = np.flatnonzero(reach) + first_row
+        scores = gathered.read(index)
+        if scores.num_rows != len(rows) or not np.array_equal(scores.column(ROW).to_numpy(), rows):
+            raise CuratorError(f"the scores of step '{planned.step.name}' do not match the input; re-run the build")
+        reached = batch.filter(pa.array(reach))
+        combined = pa.RecordBatch.from_arrays(
+            [*reached.columns, *(scores.column(c).combine_chunks() for c in planned.filter.columns)],
+            names=[*reached.schema.names, *planned.filter.columns],
+        )
+        started = time.perf_counter()
+        selection = planned.filter.select(combined, stats)
+        spent += time.perf_counter() - started
+        keep, weight = _check_selection(selection, len(rows), planned)
+        dropped = rows[~keep]
+        state.reach[dropped] = False
+        state.dropped_by[dropped] = position
+        if weight is not None:
+            state.weight[rows] *= weight
+    planned.report["select_seconds"] = spent
 
 
 def _check_selection(selection: Selection, n: int, planned: PlannedStep) -> tuple[np.ndarray, np.ndarray | None]:
@@ -269,89 +218,10 @@ def _check_selection(selection: Selection, n: int, planned: PlannedStep) -> tupl
     return keep, weight
 
 
-def _score_types(steps: list[PlannedStep], num_batches: int) -> list[dict[str, pa.DataType]]:
-    """Each step's public column types, from its first part that has rows (empty parts are untyped)."""
-    types = []
-    for planned in steps:
-        found: dict[str, pa.DataType] = {}
-        for index in range(num_batches):
-            scores = planned.cache.read(index)
-            if scores.num_rows:
-                found = {c: scores.schema.field(c).type for c in planned.output_names}
-                break
-        types.append({c: found.get(c, pa.null()) for c in planned.output_names})
-    return types
+def _relay(said: list[list[str]]) -> None:
+    """Re-issue warnings raised while scoring (in this process or a worker) under the build's name."""
+    for category, message in said:
+        kind = getattr(builtins, category, None)
+        kind = kind if isinstance(kind, type) and issubclass(kind, Warning) else UserWarning
+        warnings.warn_explicit(message, kind, "curator", 0)
 
-
-def _output_batch(batch: pa.RecordBatch, index: int, first_row: int, steps: list[PlannedStep],
-                  types: list[dict[str, pa.DataType]], state: _BuildState) -> pa.RecordBatch:
-    """The batch with every step's public score columns (null where not reached) and the verdict."""
-    n = batch.num_rows
-    names, arrays = list(batch.schema.names), list(batch.columns)
-    for planned, step_types in zip(steps, types):
-        scores = planned.cache.read(index)
-        positions = scores.column(ROW).to_numpy() - first_row
-        take = np.zeros(n, dtype=np.int64)
-        take[positions] = np.arange(len(positions))
-        missing = np.ones(n, dtype=bool)
-        missing[positions] = False
-        indices = pa.array(take, mask=missing)
-        for base, out in planned.output_names.items():
-            column = scores.column(base).combine_chunks().cast(step_types[base])
-            arrays.append(column.take(indices) if len(column) else pa.nulls(n, step_types[base]))
-            names.append(out)
-    rows = slice(first_row, first_row + n)
-    dropped = state.dropped_by[rows]
-    step_names = pa.array([p.step.name for p in steps] or [""], pa.string())
-    dropped_by = pa.DictionaryArray.from_arrays(pa.array(dropped, mask=dropped < 0), step_names)
-    arrays += [pa.array(state.reach[rows]), pa.array(state.weight[rows]), dropped_by.cast(pa.string())]
-    names += ["keep", "weight", "dropped_by"]
-    return pa.RecordBatch.from_arrays(arrays, names=names)
-
-
-def _manifest(recipe: Recipe, prepared: Prepared, steps: list[PlannedStep], state: _BuildState,
-              started: float) -> dict[str, Any]:
-    kept = int(state.reach.sum())
-    step_reports = []
-    for position, planned in enumerate(steps):
-        report = planned.report
-        rows_in = report.get("rows_in", 0)
-        dropped = int((state.dropped_by == position).sum())
-        step_reports.append({
-            "step": planned.step.name,
-            "filter": planned.step.filter,
-            "plugin": planned.plugin,
-            "distribution": planned.distribution,
-            "options": planned.filter.options(),
-            "columns": list(planned.output_names.values()),
-            "rows_in": rows_in,
-            "rows_kept": rows_in - dropped,
-            "rows_dropped": dropped,
-            "stats": report.get("stats", {}),
-            "facts": report.get("facts", {}),
-            "warnings": report.get("warnings", []),
-            "cached": report.get("cached", False),
-            "cache": str(planned.cache.dir),
-            "seconds": {k: round(report.get(f"{k}_seconds", 0.0), 4) for k in ("score", "fit", "select")},
-        })
-    return {
-        "command": "build",
-        "recipe": recipe.raw,
-        "recipe_path": str(recipe.source) if recipe.source else None,
-        "task": recipe.task,
-        "input": {
-            "path": str(prepared.source.path),
-            "format": prepared.source.format,
-            "fingerprint": prepared.fingerprint,
-            "rows": prepared.num_rows,
-            "groups": prepared.num_groups,
-            "answer_filled_by_task": prepared.filled_answer,
-        },
-        "versions": package_versions(),
-        "steps": step_reports,
-        "rows_in": prepared.num_rows,
-        "rows_out": kept,
-        "rows_rejected": prepared.num_rows - kept,
-        "seconds": round(time.time() - started, 3),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
