@@ -65,8 +65,7 @@ RECIPE = ["correctness", "majority_vote", {"entropy": {"threshold": 0.7}}]
 
 
 def run_curator(path: Path, work: Path) -> tuple[float, int]:
-    from curator.build.run import run_build
-    from curator.build.recipe import parse_recipe
+    from curator.build import parse_recipe, run_build
 
     recipe = parse_recipe({"input": str(path), "task": "gsm8k", "filters": RECIPE, "output": str(work / "out"),
                            "cache": str(work / "cache")}, base_dir=work)

@@ -52,5 +52,5 @@ def progress_bar(total: int | None, label: str, *, enabled: bool | None = None, 
         return
     from tqdm import tqdm
 
-    with tqdm(total=total, desc=label, unit=f" {unit}", unit_scale=True, file=sys.stderr, dynamic_ncols=True) as bar:
+    with tqdm(total=total, desc=label, unit=f" {unit}", file=sys.stderr, dynamic_ncols=True) as bar:
         yield bar

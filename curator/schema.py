@@ -17,7 +17,4 @@ OPTIONAL: dict[str, pa.DataType] = {
 }
 """Optional input columns and the type each is cast to."""
 
-BUILD_COLUMNS = ("keep", "weight", "dropped_by")
-"""Columns a build adds after the score columns."""
-
 TYPES: dict[str, pa.DataType] = {name: pa.string() for name in REQUIRED} | OPTIONAL

@@ -38,6 +38,8 @@ DEFAULT_THRESHOLD = 0.3
 class Entropy(Filter):
     name = "entropy"
     columns = ("answer_entropy", "_agrees")
+    scope = "group"
+    score_meaning = {"answer_entropy": "lower"}
     normalize: bool = False
     threshold: float | None = select_option(None)
     keep_percent: float | None = select_option(None)

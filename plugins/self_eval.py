@@ -119,6 +119,10 @@ class RatingTokens:
 class SelfEval(ModelOptions, Filter):
     name = "self_eval"
     columns = ("self_eval",)
+    scope = "row"
+    score_meaning = {"self_eval": "higher"}
+    dependencies = ("torch", "transformers")
+    extra = "lm"
 
     adapter: str | None = None
     mode: Literal["expected", "generate"] = "expected"

@@ -32,8 +32,10 @@ from curator.errors import CuratorError
 from curator.filter import FilterContext
 
 PACKED = pa.schema([("unit", pa.int64()), ("rows", pa.int64()), ("data", pa.large_binary())])
+PACKERS = 2
+"""Packing tasks at a time: reading is fast, and each task not running keeps a worker process free."""
 SCORED = pa.schema([("data", pa.large_binary()), ("warnings", pa.string()), ("facts", pa.string()),
-                    ("seconds", pa.float64())])
+                    ("seconds", pa.float64()), ("error", pa.string())])
 
 
 class RayExecutor:
@@ -81,7 +83,8 @@ class RayExecutor:
                                     override_num_blocks=min(len(job.plan.todo_batches), 64))
         here = {"label_selector": {"ray.io/node-id": ray.get_runtime_context().get_node_id()}}
         packed = units.map_batches(_pack, fn_kwargs={"prepared": job.prepared, "plan_path": job.plan.path},
-                                   batch_format="pyarrow", batch_size=1, num_cpus=0, **here)
+                                   batch_format="pyarrow", batch_size=1, num_cpus=0, **here,
+                                   compute=ray.data.TaskPoolStrategy(size=PACKERS))
         resources = {k: v for k, v in workers.items() if k.startswith("num_")}
         if workers["kind"] == "actors":  # a model loads once per actor
             scored = packed.map_batches(_Scorer, fn_constructor_kwargs={"work": job.work}, batch_format="pyarrow",
@@ -91,17 +94,13 @@ class RayExecutor:
             scored = packed.map_batches(_score_packed, fn_kwargs={"work": job.work}, batch_format="pyarrow",
                                         batch_size=1, compute=ray.data.TaskPoolStrategy(size=workers["workers"]),
                                         **resources)
-        try:
-            for batch in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
-                for item in batch.to_pylist():
-                    table = ipc.open_stream(pa.py_buffer(item["data"])).read_all()
-                    advance(table.num_rows)
-                    yield ScoredRows(table, json.loads(item["warnings"]), json.loads(item["facts"]), item["seconds"])
-        except Exception as exc:
-            user_error = _curator_error_in(exc)
-            if user_error is None:
-                raise
-            raise CuratorError(str(user_error)) from None
+        for batch in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
+            for item in batch.to_pylist():
+                if item["error"] is not None:
+                    raise CuratorError(item["error"])
+                table = ipc.open_stream(pa.py_buffer(item["data"])).read_all()
+                advance(table.num_rows)
+                yield ScoredRows(table, json.loads(item["warnings"]), json.loads(item["facts"]), item["seconds"])
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "address": self.address or "local", "nodes": self.nodes,
@@ -143,14 +142,21 @@ def _score_packed(packed: pa.Table, *, work: StepWork) -> pa.Table:
 
 
 def _score_all(work: StepWork, packed: pa.Table, context: FilterContext) -> pa.Table:
-    out: dict[str, list[Any]] = {"data": [], "warnings": [], "facts": [], "seconds": []}
+    """Score each packed batch; a user error travels back as data (Ray keeps only its traceback's text)."""
+    out: dict[str, list[Any]] = {"data": [], "warnings": [], "facts": [], "seconds": [], "error": []}
     for data in packed.column("data").to_pylist():
         rows = ipc.open_stream(pa.py_buffer(data)).read_all().combine_chunks().to_batches()[0]
-        scored = score_rows(work, rows, context)
+        try:
+            scored = score_rows(work, rows, context)
+        except CuratorError as exc:
+            scored, error = ScoredRows(pa.table({})), str(exc)
+        else:
+            error = None
         out["data"].append(_to_bytes(scored.table))
         out["warnings"].append(json.dumps(scored.warnings))
         out["facts"].append(json.dumps(scored.facts, default=str))
         out["seconds"].append(scored.seconds)
+        out["error"].append(error)
     return pa.table(out, schema=SCORED)
 
 
@@ -159,18 +165,3 @@ def _to_bytes(table: pa.Table) -> bytes:
     with ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()
-
-
-def _curator_error_in(exc: BaseException) -> BaseException | None:
-    """The CuratorError a worker raised, found inside Ray's wrapping exceptions."""
-    seen: set[int] = set()
-    stack: list[Any] = [exc]
-    while stack:
-        current = stack.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, CuratorError):
-            return current
-        stack += [getattr(current, "cause", None), current.__cause__, current.__context__]
-    return None

@@ -52,8 +52,7 @@ def compare_recipes(
     registry: Registry | None = None,
 ) -> CompareResult:
     """Build every recipe (scores shared through the cache), optionally train and evaluate, report."""
-    from curator.build.run import run_build
-    from curator.build.recipe import load_recipe
+    from curator.build import load_recipe, run_build
 
     registry = registry or get_registry()
     if not paths:
