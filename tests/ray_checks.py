@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.ipc as ipc
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
@@ -167,14 +168,16 @@ def killed(work: Path, address: str) -> dict:
         time.sleep(0.05)
     driver.send_signal(signal.SIGKILL)
     driver.wait()
-    parts_at_kill = len(list(store.glob("*/part-*.arrow")))
+    parts = list(store.glob("*/part-*.arrow"))
+    rows_stored = sum(ipc.open_file(str(part)).read_all().num_rows for part in parts)
     finished_before_kill = (work / "killed" / "manifest.json").exists()
     resumed = build(work, "killed", [{"slow_length": {"pause": 0.2}}], "ray", cache="killed-cache", data=data,
                     batch_rows=100).manifest
     build(work, "killed-reference", [{"slow_length": {"pause": 0.0}}], "local", cache="killed-fresh", data=data,
           batch_rows=100)
     return {
-        "killed_parts_at_kill": parts_at_kill,
+        "killed_parts_at_kill": len(parts),
+        "killed_rows_stored_at_kill": rows_stored,
         "killed_finished_before_kill": finished_before_kill,
         "killed_resumed_scored": resumed["steps"][0]["rows_scored"],
         "killed_rows_in": resumed["steps"][0]["rows_in"],

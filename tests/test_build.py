@@ -14,6 +14,7 @@ import helpers_build
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
 from helpers_build import CRASH_AFTER, SCORE_CALLS, build, read_split
@@ -178,9 +179,12 @@ def test_kill_9_mid_build_then_rerun_equals_an_uninterrupted_run(tmp_path, candi
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    parts_at_kill = len(list(scores.glob("*/part-*.arrow")))
-    assert parts_at_kill >= 5 and not (tmp_path / "out" / "manifest.json").exists()
+    parts = list(scores.glob("*/part-*.arrow"))
+    stored = sum(ipc.open_file(str(part)).read_all().num_rows for part in parts)
+    assert len(parts) >= 5 and not (tmp_path / "out" / "manifest.json").exists()
     subprocess.run([sys.executable, "-c", script], env=env, check=True)
+    resumed = json.loads((tmp_path / "out" / "manifest.json").read_text())["steps"][0]
+    assert resumed["rows_scored"] == resumed["rows_in"] - stored > 0  # only what the killed run had not stored
     reference = build(tmp_path, candidates, ["rationale_length"], name="reference", batch_rows=16,
                       cache=str(tmp_path / "fresh"))
     for name in ("curated", "rejected"):

@@ -153,6 +153,13 @@ def test_editing_a_plugins_code_rescores(tmp_path, candidates, monkeypatch):
     assert values == {2} and edited["cached"] is False and edited["rows_scored"] == first["rows_in"]
 
 
+def test_changing_a_scoring_option_rescores_that_step_only(tmp_path, candidates):
+    build(tmp_path, candidates, ["correctness", "entropy", "rationale_length"], name="a")
+    normalized = build(tmp_path, candidates, ["correctness", {"entropy": {"normalize": True}}, "rationale_length"],
+                       name="b")
+    assert scored(normalized) == [0, normalized.manifest["steps"][1]["rows_in"], 0]
+
+
 def test_adding_an_input_column_rescores(tmp_path, candidates):
     first = build(tmp_path, candidates, ["rationale_length"], name="a")
     table = pq.read_table(candidates)

@@ -61,6 +61,7 @@ def test_one_score_cache_serves_both_executors_and_any_batch_size(report):
 def test_a_ray_driver_killed_with_sigkill_resumes_and_equals_an_uninterrupted_run(report):
     assert report["killed_parts_at_kill"] >= 4 and not report["killed_finished_before_kill"]
     assert 0 < report["killed_resumed_scored"] < report["killed_rows_in"]
+    assert report["killed_resumed_scored"] == report["killed_rows_in"] - report["killed_rows_stored_at_kill"]
     assert report["killed_equal"]
 
 

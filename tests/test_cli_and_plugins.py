@@ -79,6 +79,8 @@ THIRD_PARTY_MODULE = textwrap.dedent('''
     class ShortRationales(Filter):
         name = "short_rationales"
         columns = ("rationale_chars",)
+        scope = "row"  # a score depends on its own row only (the default, "group": on its group)
+        score_meaning = {"rationale_chars": "lower"}  # select keeps the low end
         max_chars: int = select_option(2000)
 
         def score(self, batch, context):
@@ -144,6 +146,8 @@ def test_a_pip_installed_third_party_filter_is_listed_and_runs(tmp_path):
     assert max(curated.column("rationale_chars").to_pylist()) <= 300
     rejected = pq.read_table(tmp_path / "out" / "rejected.parquet")
     assert min(rejected.column("rationale_chars").to_pylist()) > 300
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["steps"][0]["meaning"] == {"rationale_chars": "lower"} and manifest["steps"][0]["scope"] == "row"
 
 
 def test_build_progress_bar_shows_rows_per_second(tmp_path):

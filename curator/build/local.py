@@ -22,7 +22,7 @@ class LocalExecutor:
         context = job.work.context(self.models)
         for index, first_row, batch in job.prepared.batches(job.plan.todo_batches):
             rows = rows_to_score(batch, first_row, job.plan.todo_rows(index))
-            yield score_rows(job.work, rows, context, advance)
+            yield score_rows(job.work, index, rows, context, advance)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name}

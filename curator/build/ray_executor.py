@@ -34,7 +34,7 @@ from curator.filter import FilterContext
 PACKED = pa.schema([("unit", pa.int64()), ("rows", pa.int64()), ("data", pa.large_binary())])
 PACKERS = 2
 """Packing tasks at a time: reading is fast, and each task not running keeps a worker process free."""
-SCORED = pa.schema([("data", pa.large_binary()), ("warnings", pa.string()), ("facts", pa.string()),
+SCORED = pa.schema([("unit", pa.int64()), ("data", pa.large_binary()), ("warnings", pa.string()), ("facts", pa.string()),
                     ("seconds", pa.float64()), ("error", pa.string())])
 
 
@@ -100,7 +100,8 @@ class RayExecutor:
                     raise CuratorError(item["error"])
                 table = ipc.open_stream(pa.py_buffer(item["data"])).read_all()
                 advance(table.num_rows)
-                yield ScoredRows(table, json.loads(item["warnings"]), json.loads(item["facts"]), item["seconds"])
+                yield ScoredRows(table, item["unit"], json.loads(item["warnings"]), json.loads(item["facts"]),
+                                 item["seconds"])
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "address": self.address or "local", "nodes": self.nodes,
@@ -143,15 +144,16 @@ def _score_packed(packed: pa.Table, *, work: StepWork) -> pa.Table:
 
 def _score_all(work: StepWork, packed: pa.Table, context: FilterContext) -> pa.Table:
     """Score each packed batch; a user error travels back as data (Ray keeps only its traceback's text)."""
-    out: dict[str, list[Any]] = {"data": [], "warnings": [], "facts": [], "seconds": [], "error": []}
-    for data in packed.column("data").to_pylist():
+    out: dict[str, list[Any]] = {"unit": [], "data": [], "warnings": [], "facts": [], "seconds": [], "error": []}
+    for unit, data in zip(packed.column("unit").to_pylist(), packed.column("data").to_pylist()):
         rows = ipc.open_stream(pa.py_buffer(data)).read_all().combine_chunks().to_batches()[0]
         try:
-            scored = score_rows(work, rows, context)
+            scored = score_rows(work, unit, rows, context)
         except CuratorError as exc:
-            scored, error = ScoredRows(pa.table({})), str(exc)
+            scored, error = ScoredRows(pa.table({}), unit), str(exc)
         else:
             error = None
+        out["unit"].append(unit)
         out["data"].append(_to_bytes(scored.table))
         out["warnings"].append(json.dumps(scored.warnings))
         out["facts"].append(json.dumps(scored.facts, default=str))

@@ -28,9 +28,8 @@ from curator.build.output import OutputWriter, output_batch
 from curator.build.planning import PlannedStep, bind_inputs, plan_steps
 from curator.build.recipe import Recipe
 from curator.build.row_keys import group_scope_keys
-from curator.build.score_cache import keys_of
 from curator.build.scoring import Executor, ScoringJob, StepWork, check_executor, open_executor
-from curator.build.step_scores import ROW, StepPlan, StepScores
+from curator.build.step_scores import PART, PART_ROW, ROW, StepPlan, StepScores
 from curator.build.working_copy import Prepared, prepare
 from curator.errors import CuratorError
 from curator.filter import Selection
@@ -112,12 +111,13 @@ def _run_step(position: int, planned: PlannedStep, prepared: Prepared, state: Bu
     report = planned.report
     report.update(rows_in=plan.reached, rows_scored=0, score_seconds=0.0)
     facts: dict[str, Any] = {}
+    new_parts: dict[int, int] = {}
     wall = time.perf_counter()
     with progress_bar(plan.reached, planned.step.name, enabled=progress) as bar:
         bar.update(plan.reached - plan.todo)
         if plan.todo:
             for scored in executor.score(job, bar.update):
-                planned.store.append(scored.table, scored.warnings)
+                new_parts[scored.unit] = planned.store.append(scored.table, scored.warnings)
                 _relay(scored.warnings)
                 report["rows_scored"] += scored.table.num_rows
                 report["score_seconds"] += scored.seconds
@@ -127,7 +127,7 @@ def _run_step(position: int, planned: PlannedStep, prepared: Prepared, state: Bu
         planned.store.record_facts(facts)
     report["cached"] = report["rows_scored"] == 0
     report["facts"] = planned.store.facts()
-    gathered = _gather(planned, prepared, plan, scratch / f"scores-{position}")
+    gathered = _gather(planned, prepared, plan, new_parts, scratch / f"scores-{position}")
     started = time.perf_counter()
     stats = planned.filter.fit(gathered)
     report["fit_seconds"] = time.perf_counter() - started
@@ -149,26 +149,33 @@ def _plan(planned: PlannedStep, prepared: Prepared, state: BuildState, path: Pat
         reach = state.reach[first_row : first_row + len(groups)]
         rows = np.flatnonzero(reach)
         keys = group_scope_keys(hashes[rows], groups[rows]) if by_group else hashes[rows]
-        part, _ = planned.store.lookup(keys)
-        plan.add(index, rows + first_row, keys, part < 0)
+        part, row = planned.store.lookup(keys)
+        plan.add(index, rows + first_row, keys, part, row)
     plan.close()
     return plan
 
 
-def _gather(planned: PlannedStep, prepared: Prepared, plan: StepPlan, folder: Path) -> StepScores:
-    """Every reached row's scores from the cache, in working-copy order, one part per batch."""
+def _gather(planned: PlannedStep, prepared: Prepared, plan: StepPlan, new_parts: dict[int, int],
+            folder: Path) -> StepScores:
+    """Every reached row's scores from the cache, in working-copy order, one part per batch.
+
+    Cached rows are where the plan found them; the rows scored in this build
+    are, in order, in the part stored for their batch. No index is built.
+    """
     gathered = StepScores(folder, planned.filter.columns)
     used: dict[int, None] = {}
     for index in range(prepared.num_batches):
-        keys_table = plan.read(index)
-        part, row = planned.store.lookup(keys_of(keys_table))
-        if (part < 0).any():
-            raise CuratorError(
-                f"score cache {planned.store.dir} lost the scores of {int((part < 0).sum())} rows while the "
-                f"build ran (removed by hand?); re-run the build"
-            )
+        located = plan.read(index)
+        part = located.column(PART).to_numpy().copy()
+        row = located.column(PART_ROW).to_numpy().copy()
+        todo = part < 0
+        if todo.any():
+            if index not in new_parts or planned.store.rows_in(new_parts[index]) != int(todo.sum()):
+                raise CuratorError(f"the executor did not return the scores of step '{planned.step.name}' for "
+                                   f"every row of batch {index}; re-run the build")
+            part[todo], row[todo] = new_parts[index], np.arange(int(todo.sum()), dtype=np.int32)
         scores = planned.store.take(part, row, planned.filter.columns)
-        gathered.write(index, scores.add_column(0, ROW, keys_table.column(ROW)))
+        gathered.write(index, scores.add_column(0, ROW, located.column(ROW)))
         used.update(dict.fromkeys(part[np.sort(np.unique(part, return_index=True)[1])].tolist()))
     planned.report["warnings"] = [message for _, message in planned.store.warnings_of(np.array(list(used)))]
     return gathered

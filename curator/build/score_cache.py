@@ -61,7 +61,7 @@ class ScoreStore:
     # -- index --------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Index every part on disk (parts other builds wrote since included)."""
+        """Index every part on disk (parts other builds wrote since included): 24 bytes a stored row."""
         if not self.dir.exists():
             self._index = _empty_index()
             return
@@ -116,15 +116,16 @@ class ScoreStore:
 
     # -- parts --------------------------------------------------------------
 
-    def append(self, table: pa.Table, warnings: list[list[str]]) -> None:
-        """Store ``table`` (key columns and score columns) as a new part, with its scoring warnings."""
-        if not table.num_rows:
-            return
+    def append(self, table: pa.Table, warnings: list[list[str]]) -> int:
+        """Store ``table`` (key columns and score columns) as a new part; its number, for :meth:`take`."""
         table = table.replace_schema_metadata({b"warnings": json.dumps(warnings).encode()})
         path = self.dir / f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.arrow"
         with atomic_path(path) as tmp, ipc.new_file(str(tmp), table.schema) as writer:
             writer.write_table(table)
-        self._index = None  # found again on the next lookup, with any other new parts
+        self._parts.append(path)
+        self._warnings.append(warnings)
+        self._index = None  # the next lookup indexes it, with any parts other builds wrote meanwhile
+        return len(self._parts) - 1
 
     def take(self, part: np.ndarray, row: np.ndarray, columns: tuple[str, ...]) -> pa.Table:
         """The score columns at ``(part, row)``, in the order given."""
@@ -139,6 +140,9 @@ class ScoreStore:
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
         return gathered.take(pa.array(inverse)).combine_chunks()
+
+    def rows_in(self, number: int) -> int:
+        return self._read(number, KEY_COLUMNS).num_rows
 
     def warnings_of(self, parts: np.ndarray) -> list[list[str]]:
         """The scoring warnings recorded with these parts, each ``[category, message]``."""

@@ -74,6 +74,8 @@ class ScoredRows:
     """Scores of some rows: key columns and the filter's columns, with what scoring them said."""
 
     table: pa.Table
+    unit: int
+    """The working-copy batch the rows come from (all the rows of it the plan lists)."""
     warnings: list[list[str]] = field(default_factory=list)
     """``[category, message]`` of each warning raised while scoring, message naming the step."""
     facts: dict[str, Any] = field(default_factory=dict)
@@ -118,7 +120,7 @@ def rows_to_score(batch: pa.RecordBatch, first_row: int, todo: pa.RecordBatch) -
                                       names=[*rows.schema.names, *KEY_COLUMNS])
 
 
-def score_rows(work: StepWork, rows: pa.RecordBatch, context: FilterContext,
+def score_rows(work: StepWork, unit: int, rows: pa.RecordBatch, context: FilterContext,
                advance: Callable[[int], None] | None = None) -> ScoredRows:
     """Run ``filter.score`` on whole groups (key columns hidden from it) and check what it returns."""
     filter = work.filter
@@ -152,4 +154,4 @@ def score_rows(work: StepWork, rows: pa.RecordBatch, context: FilterContext,
         arrays.append(array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array)
     said = [[w.category.__name__, f"filter step '{work.step}': {w.message}"] for w in caught]
     table = pa.Table.from_arrays(arrays, names=[*KEY_COLUMNS, *filter.columns])
-    return ScoredRows(table, said, filter.describe(), seconds)
+    return ScoredRows(table, unit, said, filter.describe(), seconds)

@@ -21,13 +21,14 @@ from curator.build.score_cache import KEY_COLUMNS, key_columns
 
 ROW = "_row"
 """Absolute row number in the working copy."""
-TODO = "_todo"
+PART, PART_ROW = "_part", "_part_row"
+"""Where the cache holds a reached row's scores; part -1: the row is to be scored."""
 PLAN_SCHEMA = pa.schema([(ROW, pa.int64()), (KEY_COLUMNS[0], pa.uint64()), (KEY_COLUMNS[1], pa.uint64()),
-                         (TODO, pa.bool_())])
+                         (PART, pa.int32()), (PART_ROW, pa.int32())])
 
 
 class StepPlan:
-    """Reached rows, their keys and what to score, one record batch per working-copy batch."""
+    """Reached rows, their keys and where their cached scores are, one record batch per working-copy batch."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -45,14 +46,15 @@ class StepPlan:
         plan.path, plan._writer, plan._reader = path, None, None
         return plan
 
-    def add(self, index: int, rows: np.ndarray, keys: np.ndarray, todo: np.ndarray) -> None:
+    def add(self, index: int, rows: np.ndarray, keys: np.ndarray, part: np.ndarray, part_row: np.ndarray) -> None:
         assert self._writer is not None
-        self._writer.write_batch(pa.record_batch([pa.array(rows, pa.int64()), *key_columns(keys), pa.array(todo)],
-                                                 schema=PLAN_SCHEMA))
+        columns = [pa.array(rows, pa.int64()), *key_columns(keys), pa.array(part, pa.int32()),
+                   pa.array(part_row, pa.int32())]
+        self._writer.write_batch(pa.record_batch(columns, schema=PLAN_SCHEMA))
         self.reached += len(rows)
         if len(rows):
             self.reached_batches.append(index)
-        count = int(todo.sum())
+        count = int((part < 0).sum())
         self.todo += count
         if count:
             self.todo_batches.append(index)
@@ -71,7 +73,7 @@ class StepPlan:
     def todo_rows(self, index: int) -> pa.RecordBatch:
         """Row numbers and keys of the rows of batch ``index`` that need scoring."""
         plan = self.read(index)
-        return plan.filter(plan.column(TODO)).select([ROW, *KEY_COLUMNS])
+        return plan.filter(pc.less(plan.column(PART), 0)).select([ROW, *KEY_COLUMNS])
 
 
 class StepScores:
