@@ -23,6 +23,7 @@ from curator import CuratorError
 from curator.testing import make_candidates
 
 TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
 
 
 def random_candidates(groups: int, seed: int = 0) -> pa.Table:
@@ -345,3 +346,19 @@ def test_recipe_executor_and_step_concurrency_are_checked(tmp_path, candidates):
         parse_recipe({**base, "filters": [{"entropy": {"concurrency": 0}}]}, base_dir=tmp_path)
     local = build(tmp_path, candidates, [{"rationale_length": {"concurrency": 2}}])
     assert local.manifest["executor"] == {"name": "local"}
+
+
+def test_the_command_line_draws_a_bar_per_step_with_integer_counts_only_when_asked(tmp_path):
+    recipe = ROOT / "examples" / "gsm8k" / "self_consistency.yaml"
+    shown = subprocess.run([sys.executable, "-m", "curator", "build", str(recipe), "--output", str(tmp_path / "a"),
+                            "--set", "filters=[correctness, entropy]",
+                            "--progress"], capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    reaching = manifest["steps"][1]["rows_in"]
+    assert "correctness: 100%" in shown.stderr and "1200/1200" in shown.stderr
+    assert f"{reaching}/{reaching}" in shown.stderr and reaching < 1200  # entropy's bar counts the rows it gets
+    assert "1.20k" not in shown.stderr
+    hidden = subprocess.run([sys.executable, "-m", "curator", "build", str(recipe), "--output", str(tmp_path / "b")],
+                            capture_output=True, text=True)
+    assert hidden.returncode == 0 and "rows/s" not in hidden.stderr  # stderr is not a terminal here
