@@ -113,8 +113,8 @@ class Filter(ABC):
     score_meaning: ClassVar[Mapping[str, ScoreMeaning]] = {}
     """What each public score column means, for reports: ``"higher"`` or ``"lower"``
     (the end :meth:`select` keeps, or weights up), ``"boolean"`` (True is kept) or
-    ``"categorical"`` (labels, no order). A column left out has no declared
-    meaning (null in the manifest): reports show it but rank nothing by it.
+    ``"categorical"`` (labels, no order). The build writes it into the manifest
+    per step; a column left out has no declared meaning, null there.
     """
     dependencies: ClassVar[tuple[str, ...]] = ()
     """Modules :meth:`score` imports beyond the core's, checked when the recipe is planned."""

@@ -276,10 +276,13 @@ def test_each_steps_bar_counts_the_rows_that_reach_it_and_moves_within_a_batch(t
 
 def test_a_step_that_drops_every_row_warns_in_the_log_and_the_manifest(tmp_path, candidates):
     with pytest.warns(UserWarning, match=r"filter step 'none' dropped every row that reached it \(\d+→0\)"):
-        result = build(tmp_path, candidates, [{"rationale_length": {"keep_percent": 0, "name": "none"}}, "half_weight"])
-    first, second = result.manifest["steps"]
+        result = build(tmp_path, candidates, [{"rationale_length": {"keep_percent": 0, "name": "none"}},
+                                              {"entropy": {"keep_percent": 50}}, "half_weight"])
+    first, *later = result.manifest["steps"]
     assert any("dropped every row" in w for w in first["warnings"])
-    assert second["rows_in"] == 0 and not any("dropped every row" in w for w in second["warnings"])
+    for step in later:  # steps that receive nothing still fit (a percentile of nothing) and do not warn
+        assert step["rows_in"] == 0 and not any("dropped every row" in w for w in step["warnings"])
+    assert later[0]["stats"]["threshold"] is None
 
 
 def test_the_manifest_carries_what_each_score_column_means(tmp_path, candidates):

@@ -69,11 +69,9 @@ class ScoreStore:
         known = set(self._parts)
         for path in sorted(self.dir.glob("part-*.arrow")):
             if path not in known:
-                with pa.OSFile(str(path)) as handle:
-                    reader = ipc.open_file(handle)
-                    self._parts.append(path)
-                    metadata = reader.schema.metadata or {}
-                    self._warnings.append(json.loads(metadata.get(b"warnings", b"[]")))
+                self._parts.append(path)
+                metadata = self._table(len(self._parts) - 1).schema.metadata or {}
+                self._warnings.append(json.loads(metadata.get(b"warnings", b"[]")))
         his, los, parts, rows = [], [], [], []
         for number in range(len(self._parts)):
             table = self._read(number, KEY_COLUMNS)
@@ -149,6 +147,10 @@ class ScoreStore:
         return [w for number in parts.tolist() for w in self._warnings[number]]
 
     def _read(self, number: int, columns: tuple[str, ...]) -> pa.Table:
+        return self._table(number).select(list(columns))
+
+    def _table(self, number: int) -> pa.Table:
+        """A part, memory-mapped; the last few stay open."""
         table = self._open.get(number)
         if table is None:
             with pa.memory_map(str(self._parts[number])) as handle:
@@ -158,7 +160,7 @@ class ScoreStore:
                 self._open.popitem(last=False)
         else:
             self._open.move_to_end(number)
-        return table.select(list(columns))
+        return table
 
     def _remove_stale(self) -> None:
         """Temporary files a killed build left behind (a live build renames its own within seconds)."""

@@ -124,8 +124,10 @@ class StepScores:
         return pa.chunked_array(chunks, type=self.types()[name])
 
     def numpy(self, name: str) -> np.ndarray:
-        """The column as numpy; nulls become NaN for numbers."""
+        """The column as numpy; nulls become NaN for numbers (and for a column no row gave a value)."""
         column = self.column(name)
+        if pa.types.is_null(column.type):
+            return np.full(len(column), np.nan)
         if pa.types.is_floating(column.type) or pa.types.is_integer(column.type):
             return pc.fill_null(pc.cast(column, pa.float64()), np.nan).to_numpy()
         return column.to_numpy()
