@@ -19,8 +19,9 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -81,9 +82,9 @@ class RayExecutor:
         self.steps[job.work.step] = workers
         units = ray.data.from_items([{"unit": i} for i in job.plan.todo_batches],
                                     override_num_blocks=min(len(job.plan.todo_batches), 64))
-        here = {"label_selector": {"ray.io/node-id": ray.get_runtime_context().get_node_id()}}
-        packed = units.map_batches(_pack, fn_kwargs={"prepared": job.prepared, "plan_path": job.plan.path},
-                                   batch_format="pyarrow", batch_size=1, num_cpus=0, **here,
+        driver_node = {"ray.io/node-id": ray.get_runtime_context().get_node_id()}
+        packed = units.map_batches(partial(_pack, prepared=job.prepared, plan_path=job.plan.path),
+                                   batch_format="pyarrow", batch_size=1, num_cpus=0, label_selector=driver_node,
                                    compute=ray.data.TaskPoolStrategy(size=PACKERS))
         resources = {k: v for k, v in workers.items() if k.startswith("num_")}
         if workers["kind"] == "actors":  # a model loads once per actor
@@ -91,11 +92,11 @@ class RayExecutor:
                                         batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers["workers"]),
                                         **resources)
         else:  # nothing to load: tasks reuse Ray's pooled worker processes
-            scored = packed.map_batches(_score_packed, fn_kwargs={"work": job.work}, batch_format="pyarrow",
+            scored = packed.map_batches(partial(_score_packed, work=job.work), batch_format="pyarrow",
                                         batch_size=1, compute=ray.data.TaskPoolStrategy(size=workers["workers"]),
                                         **resources)
         for batch in scored.iter_batches(batch_size=None, batch_format="pyarrow"):
-            for item in batch.to_pylist():
+            for item in cast(pa.Table, batch).to_pylist():
                 if item["error"] is not None:
                     raise CuratorError(item["error"])
                 table = ipc.open_stream(pa.py_buffer(item["data"])).read_all()
@@ -147,12 +148,11 @@ def _score_all(work: StepWork, packed: pa.Table, context: FilterContext) -> pa.T
     out: dict[str, list[Any]] = {"unit": [], "data": [], "warnings": [], "facts": [], "seconds": [], "error": []}
     for unit, data in zip(packed.column("unit").to_pylist(), packed.column("data").to_pylist()):
         rows = ipc.open_stream(pa.py_buffer(data)).read_all().combine_chunks().to_batches()[0]
+        error: str | None = None
         try:
             scored = score_rows(work, unit, rows, context)
         except CuratorError as exc:
             scored, error = ScoredRows(pa.table({}), unit), str(exc)
-        else:
-            error = None
         out["unit"].append(unit)
         out["data"].append(_to_bytes(scored.table))
         out["warnings"].append(json.dumps(scored.warnings))
