@@ -45,6 +45,10 @@ def runtime_option(default: Any) -> Any:
     return dataclasses.field(default=default, metadata={"runtime": True})
 
 
+ScoreMeaning = Literal["higher", "lower", "boolean", "categorical"]
+SCORE_MEANINGS: tuple[str, ...] = typing.get_args(ScoreMeaning)
+
+
 @dataclass
 class Selection:
     """Which rows of a batch to keep, and optionally a per-row training weight."""
@@ -94,12 +98,34 @@ class Filter(ABC):
     Subclasses set ``name`` (the recipe name), ``columns`` (the score columns
     :meth:`score` returns; a name starting with ``_`` is kept for
     :meth:`select` but not written out) and ``requires`` (input columns
-    :meth:`score` needs, checked before anything runs).
+    :meth:`score` needs, checked before anything runs). The other class
+    attributes below are declarations with safe defaults.
     """
 
     name: ClassVar[str] = ""
     columns: ClassVar[tuple[str, ...]] = ()
     requires: ClassVar[tuple[str, ...]] = ()
+    scope: ClassVar[Literal["row", "group"]] = "group"
+    """What one row's scores depend on, which decides when the cache may reuse them.
+
+    ``"row"``: the row's own input columns only; its scores are reused wherever
+    the same row reaches the step. ``"group"`` (the default, always correct):
+    the rows of its group that reach the step, in order; its scores are reused
+    only where exactly those rows reach it again.
+    """
+    score_meaning: ClassVar[Mapping[str, ScoreMeaning]] = {}
+    """What each public score column means, for reports: ``"higher"`` or ``"lower"``
+    (the end :meth:`select` keeps, or weights up), ``"boolean"`` (True is kept) or
+    ``"categorical"`` (labels, no order). The build writes it into the manifest
+    per step; a column left out has no declared meaning, null there.
+    """
+    dependencies: ClassVar[tuple[str, ...]] = ()
+    """Modules :meth:`score` imports beyond the core's, checked when the recipe is planned."""
+    extra: ClassVar[str | None] = None
+    """What installs :attr:`dependencies`, named in the error: an extra of
+    rationale-curator (``"lm"``) or a requirement (``"my-filter[gpu]"``)."""
+    uses_model: ClassVar[bool] = False
+    """:meth:`score` runs a model: the Ray executor gives each of its workers a GPU when the cluster has them."""
 
     @abstractmethod
     def score(self, batch: pa.RecordBatch, context: FilterContext) -> Mapping[str, Any]:

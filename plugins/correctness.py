@@ -21,6 +21,8 @@ class Correctness(Filter):
     name = "correctness"
     columns = ("correct",)
     requires = ("reference",)
+    scope = "row"
+    score_meaning = {"correct": "boolean"}
 
     def score(self, batch: pa.RecordBatch, context: FilterContext) -> dict[str, pa.Array]:
         return {"correct": context.task.equal_batch(batch.column("answer"), batch.column("reference"))}

@@ -78,6 +78,10 @@ def ds_weights(losses: np.ndarray, valid_loss: float, clip_max: float, inverse_c
 class DSWeight(ModelOptions, Filter):
     name = "ds_weight"
     columns = ("ds_loss", "ds_weight", TIE_KEY)
+    scope = "row"
+    score_meaning = {"ds_weight": "lower"}  # ds_loss is what the weight is made of, not a selection score
+    dependencies = ("torch", "transformers")
+    extra = "lm"
 
     valid: str
     adapter: str | None = None

@@ -87,6 +87,8 @@ _ROW_BITS = np.uint64(24)  # low bits of a tie key order the rows within a quest
 class Entropy(Filter):
     name = "entropy"
     columns = ("answer_entropy", "_agrees", TIE_KEY, GROUP_TIE_KEY)
+    scope = "group"
+    score_meaning = {"answer_entropy": "lower"}
     rule: Literal["project", "mot", "iwsi"] | None = select_option(None)
     normalize: bool | None = None
     require_marker: str | None = None

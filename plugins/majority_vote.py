@@ -42,6 +42,8 @@ TIE_RULE = "first in group: among answers with the top vote, the one that appear
 class MajorityVote(Filter):
     name = "majority_vote"
     columns = ("vote_answer", "vote_share")
+    scope = "group"
+    score_meaning = {"vote_answer": "categorical", "vote_share": "higher"}
     min_share: float | None = select_option(None)
     weight_by: Literal["logprob"] | None = None
 

@@ -26,6 +26,10 @@ from curator.lm.options import ModelOptions
 class NceKL(ModelOptions, Filter):
     name = "nce_kl"
     columns = ("nce_beta",)
+    scope = "row"
+    score_meaning = {"nce_beta": "higher"}  # drops nothing: a higher beta weights the row up
+    dependencies = ("torch", "transformers")
+    extra = "lm"
 
     positive_adapter: str | None = None
     negative_adapter: str | None = None

@@ -50,6 +50,10 @@ from curator.lm.pairs import encode_pairs
 class RewardModel(ModelOptions, Filter):
     name = "reward_model"
     columns = ("reward", TIE_KEY)
+    scope = "row"
+    score_meaning = {"reward": "higher"}
+    dependencies = ("torch", "transformers")
+    extra = "lm"
 
     max_length: int = 1024
     keep_percent: float = select_option(80.0)

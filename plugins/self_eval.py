@@ -132,6 +132,10 @@ class RatingTokens:
 class SelfEval(ModelOptions, Filter):
     name = "self_eval"
     columns = ("self_eval", TIE_KEY)
+    scope = "row"
+    score_meaning = {"self_eval": "higher"}
+    dependencies = ("torch", "transformers")
+    extra = "lm"
 
     adapter: str | None = None
     mode: Literal["expected", "generate"] = "expected"

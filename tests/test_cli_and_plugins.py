@@ -120,6 +120,8 @@ def test_the_readme_plugin_installs_lists_runs_and_passes_its_own_test(tmp_path)
     tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
                            capture_output=True, text=True, cwd=package, env={**os.environ, **env})
     assert tests.returncode == 0 and "1 passed" in tests.stdout, tests.stdout + tests.stderr
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["steps"][0]["meaning"] == {"rationale_chars": "lower"} and manifest["steps"][0]["scope"] == "row"
 
 
 def test_build_progress_bar_shows_rows_per_second(tmp_path):

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import pytest
-from helpers_engine import build, read_split
+from helpers_build import build, read_split
 
 from curator import CuratorError
 from curator.testing import make_candidates

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from curator.errors import CuratorError
 from curator.lm.loading import LoadedModel
 from curator.lm.scoring import Encoded, Network, default_logit_budget, padded_batches, span_positions
 
@@ -45,7 +46,10 @@ def mean_kl(
             hidden_n, net_n = _hidden(n, ids, mask, rows, positions)
             hidden_p, net_p = _hidden(p, ids, mask, rows, positions)
             if net_n.vocab_size != net_p.vocab_size:
-                raise ValueError(f"vocabularies differ: {net_n.vocab_size} and {net_p.vocab_size} tokens")
+                raise CuratorError(
+                    f"nce_kl: the two models' vocabularies differ ({net_n.vocab_size} and {net_p.vocab_size} "
+                    f"tokens); N and P must share one tokenizer"
+                )
             token_kl = torch.empty(rows.shape, dtype=torch.float32, device=ids.device)
             chunks = zip(
                 net_n.log_softmax_chunks(hidden_n, chunk_budget),
@@ -75,5 +79,5 @@ def _hidden(
     with lm.active() as model:
         net = Network.of(model)
         if hasattr(net.head, "lora_A"):
-            raise ValueError("adapters that change the output head are not supported here; merge them first")
+            raise CuratorError("nce_kl: an adapter that changes the output head is not supported; merge it first")
         return net.hidden(ids, mask)[rows, positions], net

@@ -33,6 +33,7 @@ class ModelOptions:
     """``model``: a folder (relative to the recipe) or a hub name; the rest tune loading."""
 
     name: ClassVar[str]
+    uses_model: ClassVar[bool] = True
 
     model: str
     dtype: str | None = None

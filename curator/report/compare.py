@@ -45,8 +45,7 @@ def recipe_names(paths: Sequence[Path]) -> list[str]:
 
 def run_compare(config: CompareConfig, *, registry: Registry | None = None) -> CompareResult:
     """Build every recipe (scores shared through the cache), optionally train and evaluate, report."""
-    from curator.engine import run_build
-    from curator.recipe import load_recipe
+    from curator.build import load_recipe, run_build
 
     registry = registry or get_registry()
     paths, output_dir, overrides = [Path(p) for p in config.recipes], Path(config.output), config.overrides

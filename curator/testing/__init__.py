@@ -77,8 +77,7 @@ def run_filter(
     columns, ``keep``, ``weight`` and ``dropped_by``; the build's manifest is
     in the table's schema metadata under ``b"manifest"``.
     """
-    from curator.engine import run_build
-    from curator.recipe import parse_recipe
+    from curator.build import parse_recipe, run_build
 
     if isinstance(filter, Filter):
         options = {**filter.options(), **options}

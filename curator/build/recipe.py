@@ -18,16 +18,23 @@ import yaml
 
 from curator.errors import CuratorError
 
-TOP_LEVEL_KEYS = {"input", "task", "filters", "output", "regroup", "batch_rows", "cache", "rejected_by_step", "device"}
+TOP_LEVEL_KEYS = {"input", "task", "filters", "output", "regroup", "batch_rows", "cache", "rejected_by_step", "device",
+                  "executor"}
+EXECUTORS = ("local", "ray")
 
 
 @dataclass(frozen=True)
 class Step:
-    """One filter in a recipe: its step name (unique), filter name and options."""
+    """One filter in a recipe: its step name (unique), filter name and options.
+
+    ``concurrency`` (a step key beside ``name``) is how many workers score the
+    step under the Ray executor.
+    """
 
     name: str
     filter: str
     options: dict[str, Any]
+    concurrency: int | None = None
 
 
 @dataclass
@@ -42,6 +49,9 @@ class Recipe:
     cache: Path | None = None
     rejected_by_step: bool = False
     device: str | None = None
+    executor: str = "local"
+    ray_address: str | None = None
+    """The Ray cluster to join (``--ray-address``); else ``$RAY_ADDRESS``, else a local Ray is started."""
     source: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -117,6 +127,9 @@ def parse_recipe(raw: dict[str, Any], *, base_dir: Path, source: Path | None = N
     batch_rows = raw.get("batch_rows", 16384)
     if not isinstance(batch_rows, int) or batch_rows < 1:
         raise CuratorError(f"{where}: 'batch_rows' must be a positive integer")
+    executor = raw.get("executor", "local")
+    if executor not in EXECUTORS:
+        raise CuratorError(f"{where}: 'executor' must be one of {', '.join(EXECUTORS)}, got {executor!r}")
 
     def resolve(value: Any) -> Path | None:
         if value in (None, ""):
@@ -135,6 +148,7 @@ def parse_recipe(raw: dict[str, Any], *, base_dir: Path, source: Path | None = N
         cache=resolve(raw.get("cache")),
         rejected_by_step=bool(raw.get("rejected_by_step", False)),
         device=str(raw["device"]) if raw.get("device") else None,
+        executor=executor,
         source=source,
         raw=raw,
     )
@@ -162,5 +176,9 @@ def parse_steps(items: Any, where: Path | str) -> list[Step]:
                 f"{where}: filters[{position}]: step name '{step_name}' is used twice; "
                 f"give each step its own 'name'"
             )
-        steps.append(Step(step_name, str(filter_name), options))
+        concurrency = options.pop("concurrency", None)
+        if concurrency is not None and (not isinstance(concurrency, int) or isinstance(concurrency, bool)
+                                        or concurrency < 1):
+            raise CuratorError(f"{where}: filters[{position}] ({step_name}): 'concurrency' must be a positive integer")
+        steps.append(Step(step_name, str(filter_name), options, concurrency))
     return steps
