@@ -17,6 +17,7 @@ The rows are the curated ones with their score columns and ``weight``;
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -44,6 +45,8 @@ def write_dataset(recipe: Recipe, output_dir: Path, manifest: dict[str, Any]) ->
         import datasets
     except ImportError:
         raise CuratorError(f"dataset: writing a Hugging Face dataset needs the datasets package ({INSTALL})") from None
+    if os.environ.get("HF_DATASETS_DISABLE_PROGRESS_BARS", "").upper() in ("1", "ON", "YES", "TRUE"):
+        datasets.disable_progress_bars()  # the switch is read at import, which may have come first
     scratch = Path(tempfile.mkdtemp(prefix=".dataset-", suffix=".tmp", dir=output_dir))
     try:
         rows = datasets.Dataset.from_parquet(str(output_dir / "curated.parquet"), cache_dir=str(scratch / "cache"))
