@@ -9,9 +9,11 @@ taught), ``generate``'s prompts and the model-backed filters score in the
 natural one. EOS is not part of the text: the trainer appends the token,
 and TRL and LLaMA-Factory append their own.
 
-Questions and rationales enter every layout stripped of surrounding
-whitespace: a rationale as a completion endpoint produced it begins with a
-space, and ``A:`` + `` `` + it would teach the model to write two.
+Questions and rationales enter every layout the trainer and the exports
+use stripped of surrounding whitespace: a rationale as a completions
+endpoint produced it begins with a space, and ``A:`` + `` `` + it would
+teach the model to write two (the filters' scoring texts are the exception,
+see :func:`natural_texts`).
 """
 
 from __future__ import annotations
@@ -61,9 +63,13 @@ def natural(question: str, rationale: str = "", answer: str | None = None) -> Ex
 
 
 def natural_texts(questions: Sequence[str], rationales: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(prompts, completions) of many rows in the natural layout: what the model-backed filters score."""
-    examples = [natural(q, r) for q, r in zip(questions, rationales, strict=True)]
-    return [e.prompt for e in examples], [e.completion for e in examples]
+    """(prompts, completions) of many rows in the natural layout: what the model-backed filters score.
+
+    Unlike the trainer's layout, the texts are not stripped: the filters
+    score ``Q: {question}\nA: {rationale}`` with the rationale as produced,
+    as IWSI's code does, and their cached scores stay valid.
+    """
+    return [f"Q: {q}\nA:" for q in questions], [f" {r}" for r in rationales]
 
 
 def stops(format: str) -> tuple[str, ...]:
