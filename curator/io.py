@@ -16,6 +16,7 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,6 +26,9 @@ import pyarrow.parquet as pq
 
 from curator.errors import CuratorError
 from curator.schema import REQUIRED, TYPES
+
+if TYPE_CHECKING:
+    from curator.hf import DatasetName
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 ARROW_SUFFIXES = (".arrow", ".ipc", ".feather")
@@ -39,8 +43,12 @@ class Source:
     required: tuple[str, ...] = REQUIRED
 
     @classmethod
-    def open(cls, path: str | Path, required: Sequence[str] = REQUIRED) -> Source:
-        path = Path(path)
+    def open(cls, path: str | Path | DatasetName, required: Sequence[str] = REQUIRED) -> Source:
+        from curator import hf  # light: `datasets` is imported only when a dataset is read
+
+        if hf.is_dataset_name(path):  # hf:owner/name, streamed through datasets.load_dataset
+            return hf.open_dataset(path, required)
+        path = Path(str(path))
         if not path.exists():
             raise CuratorError(f"{path}: no such file or folder")
         if path.is_dir():

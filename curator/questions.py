@@ -1,7 +1,8 @@
 """Questions to generate for, or to evaluate on: ``id``, ``question`` and an optional gold answer.
 
 Any format :class:`curator.io.Source` reads (JSONL, Parquet, Arrow, a saved
-Hugging Face dataset folder), through that same reader with ``question`` as
+Hugging Face dataset folder, an ``hf:`` dataset with its config and split,
+streamed), through that same reader with ``question`` as
 the one required column, so errors name the line or row; ids and answers
 may be numbers. The gold answer is ``reference`` or, failing that,
 ``answer`` (GSM8K's raw solutions end in ``#### N``), normalised by the
@@ -22,6 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curator.errors import CuratorError
+from curator.hf import DatasetSource, dataset_input
 from curator.io import Source
 from curator.task import Task
 
@@ -43,8 +45,8 @@ def question_id(text: str) -> str:
 class QuestionFile:
     """A question file, read batch by batch."""
 
-    def __init__(self, path: str | Path, task: Task) -> None:
-        self.source = Source.open(path, required=("question",))
+    def __init__(self, path: str | Path, task: Task, *, config: str | None = None, split: str | None = None) -> None:
+        self.source = Source.open(dataset_input(path, config, split), required=("question",))
         self.task = task
         first = next(self.source.checked_batches(), None)
         self.columns: list[str] = [] if first is None else first.schema.names
@@ -55,9 +57,11 @@ class QuestionFile:
         return self.reference_column is not None
 
     def count(self) -> int:
-        """How many questions (reads a JSONL or Arrow file once; Parquet from its footer)."""
+        """How many questions (reads a JSONL or Arrow file once; Parquet from its footer, a dataset from its card)."""
         if self.source.format == "parquet":
             return pq.ParquetFile(self.source.path).metadata.num_rows
+        if isinstance(self.source, DatasetSource) and (known := self.source.num_rows()) is not None:
+            return known
         return sum(batch.num_rows for batch in self.source.iter_batches())
 
     def __iter__(self) -> Iterator[Question]:

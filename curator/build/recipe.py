@@ -1,7 +1,9 @@
 """Recipes: which input, which task, which filters in which order, where to write.
 
 A recipe is YAML (read with the safe loader only). Paths in it are relative
-to the recipe's folder, so a recipe and its data can move together.
+to the recipe's folder, so a recipe and its data can move together; an
+``input: hf:owner/name`` is a Hugging Face dataset (with ``config`` and
+``split`` keys), and only an ``hf:./folder`` of its is a path.
 ``--set KEY=VALUE`` overrides any key by its dotted path, e.g.
 ``--set filters.1.ds_weight.keep_percent=50``; values are parsed as YAML.
 """
@@ -9,7 +11,7 @@ to the recipe's folder, so a recipe and its data can move together.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,10 +19,27 @@ from typing import Any
 import yaml
 
 from curator.errors import CuratorError
+from curator.hf import DatasetName, is_dataset_name
 
 TOP_LEVEL_KEYS = {"input", "task", "filters", "output", "regroup", "batch_rows", "cache", "rejected_by_step", "device",
-                  "executor"}
+                  "executor", "config", "split", "dataset"}
 EXECUTORS = ("local", "ray")
+DATASET_KEYS = ("save", "push", "private", "license")
+
+
+@dataclass(frozen=True)
+class DatasetOutput:
+    """The recipe's ``dataset`` key: the curated split as a Hugging Face dataset (:mod:`curator.build.dataset`).
+
+    ``save`` writes ``OUTPUT/dataset`` (``save_to_disk``, with its card);
+    ``push`` is a hub repo to push it to, ``private`` (the default) or not;
+    ``license`` is the card's licence (default: the ``hf:`` input's).
+    """
+
+    save: bool = True
+    push: str | None = None
+    private: bool = True
+    license: str | None = None
 
 
 @dataclass(frozen=True)
@@ -39,7 +58,7 @@ class Step:
 
 @dataclass
 class Recipe:
-    input: Path
+    input: Path | DatasetName
     task: str
     steps: list[Step]
     output: Path | None
@@ -52,6 +71,7 @@ class Recipe:
     executor: str = "local"
     ray_address: str | None = None
     """The Ray cluster to join (``--ray-address``); else ``$RAY_ADDRESS``, else a local Ray is started."""
+    dataset: DatasetOutput | None = None
     source: Path | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -138,7 +158,7 @@ def parse_recipe(raw: dict[str, Any], *, base_dir: Path, source: Path | None = N
         return p if p.is_absolute() else base_dir / p
 
     return Recipe(
-        input=resolve(raw["input"]),  # type: ignore[arg-type]
+        input=_input(raw, resolve, base_dir, where),
         task=str(raw["task"]),
         steps=steps,
         output=resolve(raw.get("output")),
@@ -149,9 +169,47 @@ def parse_recipe(raw: dict[str, Any], *, base_dir: Path, source: Path | None = N
         rejected_by_step=bool(raw.get("rejected_by_step", False)),
         device=str(raw["device"]) if raw.get("device") else None,
         executor=executor,
+        dataset=parse_dataset_output(raw.get("dataset"), where),
         source=source,
         raw=raw,
     )
+
+
+def _input(raw: dict[str, Any], resolve: Callable[[Any], Path | None], base_dir: Path,
+           where: Path | str) -> Path | DatasetName:
+    """A path relative to the recipe, or an ``hf:`` dataset with the recipe's ``config`` and ``split``."""
+    config, split = (None if raw.get(key) is None else str(raw[key]) for key in ("config", "split"))
+    if is_dataset_name(str(raw["input"])):
+        return DatasetName.parse(str(raw["input"]), config, split).resolved(base_dir)
+    if config is not None or split is not None:
+        raise CuratorError(f"{where}: 'config' and 'split' choose a Hugging Face dataset's config and split "
+                           f"(input: hf:NAME), not a file's")
+    return resolve(raw["input"])  # type: ignore[return-value]
+
+
+def parse_dataset_output(value: Any, where: Path | str) -> DatasetOutput | None:
+    """``dataset: true`` (save it) or ``dataset: {save, push, private, license}``."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return DatasetOutput()
+    if not isinstance(value, dict):
+        raise CuratorError(f"{where}: 'dataset' must be true or a mapping with keys {', '.join(DATASET_KEYS)}")
+    unknown = sorted(set(value) - set(DATASET_KEYS))
+    if unknown:
+        raise CuratorError(f"{where}: dataset: unknown key '{unknown[0]}' (keys: {', '.join(DATASET_KEYS)})")
+    for key in ("save", "private"):
+        if not isinstance(value.get(key, True), bool):
+            raise CuratorError(f"{where}: dataset: '{key}' must be true or false")
+    push = value.get("push")
+    if push is not None and (not isinstance(push, str) or push.count("/") != 1 or push.startswith("/")
+                             or push.endswith("/")):
+        raise CuratorError(f"{where}: dataset: 'push' must be a hub repo 'owner/name', got {push!r}")
+    output = DatasetOutput(save=value.get("save", True), push=push, private=value.get("private", True),
+                           license=None if value.get("license") is None else str(value["license"]))
+    if not output.save and output.push is None:
+        raise CuratorError(f"{where}: dataset: nothing to do (save is false and there is no push)")
+    return output
 
 
 def parse_steps(items: Any, where: Path | str) -> list[Step]:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from curator.build.dataset import write_dataset
 from curator.build.manifest import build_manifest
 from curator.build.output import OutputWriter, output_batch
 from curator.build.planning import PlannedStep, bind_inputs, plan_steps
@@ -99,6 +100,7 @@ def run_build(
         shutil.rmtree(scratch, ignore_errors=True)
     manifest = build_manifest(recipe, prepared, steps, state, described, started)
     writer.finish(manifest)
+    write_dataset(recipe, output_dir, manifest)
     return BuildResult(output_dir, manifest)
 
 

@@ -18,10 +18,12 @@ class EvalConfig:
     """Everything an evaluation depends on; recorded whole in ``metrics.json``."""
 
     model: str = setting(help="Model: hub name or local folder (the served name with --base-url).")
-    data: str = setting(help="Test set: question plus reference (or GSM8K's answer with ####).")
+    data: str = setting(help="Test set: question plus reference (or GSM8K's answer with ####); a file or hf:NAME.")
     task: str = setting(help="Answer parser, e.g. gsm8k (see 'curator plugins').")
     strategy: str = setting(choices=STRATEGIES, help="How the answers of a question's samples become its prediction.")
     output: str = setting(help="Folder for predictions.parquet and metrics.json.")
+    config: str | None = setting(None, help="The config (subset) of an hf:NAME test set, e.g. main for hf:openai/gsm8k.")
+    split: str | None = setting(None, help="The split of an hf:NAME test set, e.g. test (default: its only split).")
     adapter: str | None = setting(None, help="A PEFT adapter folder to apply to --model (local backends).")
     n: int | None = setting(None, minimum=1, help="Samples per question (default 16; greedy takes 1).")
     temperature: float = setting(0.7, minimum=0.0, help="Sampling temperature (not for greedy).")

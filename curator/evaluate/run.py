@@ -39,7 +39,9 @@ from curator.questions import QuestionFile
 from curator.task import Task
 
 
-def read_test_set(path: str, task: Task, limit: int | None = None) -> pa.Table:
+def read_test_set(
+    path: str, task: Task, limit: int | None = None, *, config: str | None = None, split: str | None = None
+) -> pa.Table:
     """``id``, ``question`` and the normalised ``reference`` of each test question.
 
     Read like ``curator generate``'s questions: the gold answer is the
@@ -47,7 +49,7 @@ def read_test_set(path: str, task: Task, limit: int | None = None) -> pa.Table:
     in ``#### N``), through the task's reference normaliser; a missing id is
     the same stable hash of the question text that generate gives it.
     """
-    questions = QuestionFile(path, task)
+    questions = QuestionFile(path, task, config=config, split=split)
     if not questions.columns:
         raise CuratorError(f"{path}: no questions")
     if not questions.has_reference:
@@ -102,7 +104,7 @@ def run_eval(config: EvalConfig, *, registry: Registry | None = None) -> EvalRes
     started = time.time()
     registry = registry or get_registry()
     task = registry.task(config.task)
-    test = read_test_set(config.data, task, config.limit)
+    test = read_test_set(config.data, task, config.limit, config=config.config, split=config.split)
     results = generate(config, test["question"].to_pylist(), registry)
     candidates = _candidates(results, task)
     generated = pc.is_valid(candidates["text"]).to_numpy(zero_copy_only=False)

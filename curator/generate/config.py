@@ -16,6 +16,7 @@ from typing import Any
 from curator.backend import BackendOptions
 from curator.errors import CuratorError
 from curator.generate.prompts import PROMPTS
+from curator.hf import DatasetName, dataset_input
 from curator.lm.loading import DTYPES
 from curator.settings import check_bounds, setting
 
@@ -30,10 +31,14 @@ FINGERPRINT = (
 class GenerateConfig:
     """Everything a generation run depends on; recorded in ``manifest.json``."""
 
-    input: str = setting(help="Questions: JSONL, Parquet, Arrow or a saved HF dataset folder (id, question, reference).")
+    input: str = setting(
+        help="Questions: JSONL, Parquet, Arrow, a saved HF dataset folder (id, question, reference), or hf:NAME."
+    )
     output: str = setting(help="Output folder; re-running the same command there continues the run.")
     task: str = setting(help="Answer parser, e.g. gsm8k (see 'curator plugins').")
     model: str = setting(help="Model name at the server, or a local path / hub name.")
+    config: str | None = setting(None, help="The config (subset) of an hf:NAME input, e.g. main for hf:openai/gsm8k.")
+    split: str | None = setting(None, help="The split of an hf:NAME input, e.g. train (default: its only split).")
     backend: str = setting("transformers", help="Generation backend: openai, transformers or vllm (see 'curator plugins').")
     base_url: str | None = setting(None, help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.")
     api_key_env: str = setting(
@@ -81,7 +86,8 @@ class GenerateConfig:
     def fingerprint(self) -> dict[str, Any]:
         """The settings that change what is generated (:data:`FINGERPRINT`)."""
         settings = {name: getattr(self, name) for name in FINGERPRINT}
-        settings["input"] = str(Path(self.input).resolve())
+        source = dataset_input(self.input, self.config, self.split)
+        settings["input"] = str(source.resolved(Path.cwd()) if isinstance(source, DatasetName) else Path(source).resolve())
         return settings
 
     def for_backend(self) -> BackendOptions:

@@ -71,7 +71,7 @@ def run_generate(config: GenerateConfig, *, registry: Registry | None = None) ->
     task = registry.task(config.task)
     backend = registry.backend(config.backend)(config.for_backend())
     prompting = make_prompting(config.prompt, config.exemplars, config.task)
-    questions = QuestionFile(config.input, task)
+    questions = QuestionFile(config.input, task, config=config.config, split=config.split)
     return asyncio.run(GenerateRun(config, task, backend, prompting, questions).run())
 
 

@@ -50,9 +50,13 @@ class TrainConfig:
     are set in the YAML file (``--config``) or the API.
     """
 
-    data: str = setting(help="Curated rows: Parquet, JSONL, Arrow or a saved dataset folder.")
+    data: str = setting(help="Curated rows: Parquet, JSONL, Arrow, a saved dataset folder, or hf:NAME.")
     model: str = setting(help="Base model: hub name or local folder.")
     output: str = setting(help="Folder for the adapter, checkpoints, metrics.jsonl, loss.png, manifest.json.")
+    data_config: str | None = setting(
+        None, help="The config (subset) of an hf:NAME --data, e.g. main for hf:openai/gsm8k (--config is the settings file)."
+    )
+    split: str | None = setting(None, help="The split of an hf:NAME --data, e.g. train (default: its only split).")
     where: list[str] = setting(
         default_factory=list, help="Keep rows where COLUMN=VALUE (or !=, null); repeatable, all must hold."
     )

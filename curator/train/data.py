@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from curator.errors import CuratorError
 from curator.formats import Example
+from curator.hf import dataset_input
 from curator.io import Source
 
 IGNORE = -100
@@ -50,9 +51,16 @@ class TrainingTable:
     rows_zero_weight: int
 
 
-def read_training_table(path: str, where: list[str], columns: tuple[str, ...]) -> TrainingTable:
-    """Read ``path`` whole (training needs random access), apply ``where``, drop weight-0 rows."""
-    source = Source.open(path)
+def read_training_table(
+    path: str, where: list[str], columns: tuple[str, ...], *, dataset_config: str | None = None,
+    split: str | None = None,
+) -> TrainingTable:
+    """Read ``path`` whole (training needs random access), apply ``where``, drop weight-0 rows.
+
+    ``path`` may be ``hf:NAME`` with ``dataset_config`` and ``split`` (GSM8K's
+    solutions, MATH's, a chat dataset's answers become the rationales).
+    """
+    source = Source.open(dataset_input(path, dataset_config, split, "--data-config/--split"))
     table = source.read_table()
     if table.num_rows == 0:
         raise CuratorError(f"{path}: no rows")

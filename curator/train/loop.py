@@ -89,7 +89,8 @@ def learning_rate(config: TrainConfig, step: int, total: int) -> float:
 def prepare(config: TrainConfig) -> Run:
     """Read and encode the data, load the model with fresh LoRA layers, build the optimiser."""
     objective = load_objective(config)
-    data = read_training_table(config.data, config.where, objective.columns)
+    data = read_training_table(config.data, config.where, objective.columns, dataset_config=config.data_config,
+                               split=config.split)
     device = torch.device(config.device or default_device())
     dtype = torch_dtype(config.dtype, device.type)  # as for scoring: bf16 on CUDA, fp32 elsewhere
     tokenizer = models.load_tokenizer(config)
