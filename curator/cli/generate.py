@@ -41,8 +41,10 @@ def _backend_options(pairs: tuple[str, ...]) -> dict[str, object]:
 @click.option("--prompt", type=click.Choice(PROMPTS), default="zero-shot-cot", show_default=True)
 @click.option("--exemplars", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Few-shot exemplars, JSONL with question and answer (default: built-in GSM8K ones).")
-@click.option("--n", type=click.IntRange(min=1), default=1, show_default=True, help="Samples per question.")
-@click.option("--temperature", type=click.FloatRange(min=0.0), default=0.0, show_default=True)
+@click.option("--n", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Samples per question; --n N needs --temperature above 0 (at 0 every sample is the greedy one).")
+@click.option("--temperature", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
+              help="Sampling temperature; 0 is greedy, one sample per question.")
 @click.option("--top-p", type=click.FloatRange(min=0.0, max=1.0, min_open=True), default=1.0, show_default=True)
 @click.option("--max-tokens", type=click.IntRange(min=1), default=512, show_default=True,
               help="Longest rationale, in tokens.")
