@@ -212,13 +212,15 @@ def test_vllm_with_chat_on_a_folder_without_a_chat_template_stops_before_loading
 
 @pytest.mark.parametrize(
     ("files", "message"),
-    [({}, "not a PEFT adapter folder (no adapter_config.json)"),
-     ({"adapter_config.json": "{}", "adapter_model.bin": ""}, "no adapter_model.safetensors (pickled weights"),
-     ({"adapter_config.json": '{"r": 0}', "adapter_model.safetensors": ""}, "LoRA rank 'r' must be an integer")],
+    [({}, "{folder}: not a PEFT adapter folder (no adapter_config.json)"),
+     ({"adapter_config.json": "{}", "adapter_model.bin": ""}, "{folder}: no adapter_model.safetensors (pickled"),
+     ({"adapter_config.json": '{"r": 0}', "adapter_model.safetensors": ""},
+      "{folder}/adapter_config.json: LoRA rank 'r' must be an integer from 1 to 512, got 0")],
 )
 def test_vllm_refuses_adapters_it_cannot_or_should_not_load(tmp_path, files, message):
-    from curator.errors import CuratorError
     from curator_plugins.vllm_backend import _read_adapter
+
+    from curator.errors import CuratorError
 
     folder = tmp_path / "adapter"
     folder.mkdir()
@@ -226,4 +228,4 @@ def test_vllm_refuses_adapters_it_cannot_or_should_not_load(tmp_path, files, mes
         (folder / name).write_text(text)
     with pytest.raises(CuratorError) as caught:
         _read_adapter(folder)
-    assert str(caught.value).startswith(f"{folder}: {message}")
+    assert str(caught.value).startswith(message.format(folder=folder))
