@@ -31,6 +31,7 @@ an engine with LoRA enabled serves base requests too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -123,14 +124,14 @@ class VLLMBackend(BatchedBackend):
             for r in requests
         ]
         try:
-            if self.options.chat:
-                conversations = [[{"role": m.role, "content": m.content} for m in r.messages] for r in requests]
-                outputs = self._llm.chat(conversations, sampling, use_tqdm=False, lora_request=self._lora)
-            else:
-                outputs = self._llm.generate([r.prompt for r in requests], sampling, use_tqdm=False,
-                                             lora_request=self._lora)
+            outputs = self._run(requests, sampling)
         except Exception as exc:
-            raise self._engine_error(exc) from None
+            if not _refused(exc):
+                raise self._engine_error(exc) from None
+            # vLLM refuses one request (a prompt longer than the context) by failing its whole batch
+            if len(requests) == 1:
+                return [Result(requests[0], error=f"{type(exc).__name__}: {_first_line(exc)}")]
+            return [result for i in range(len(requests)) for result in self.generate_batch(requests[i:i + 1])]
         results = []
         for request, output in zip(requests, outputs):
             completions = tuple(
@@ -144,12 +145,18 @@ class VLLMBackend(BatchedBackend):
             results.append(Result(request, completions, usage))
         return results
 
+    def _run(self, requests: Sequence[Request], sampling: list[Any]) -> list[Any]:
+        if self.options.chat:
+            conversations = [[{"role": m.role, "content": m.content} for m in r.messages] for r in requests]
+            return self._llm.chat(conversations, sampling, use_tqdm=False, lora_request=self._lora)
+        return self._llm.generate([r.prompt for r in requests], sampling, use_tqdm=False, lora_request=self._lora)
+
     def _engine_error(self, exc: Exception) -> CuratorError:
         """One line for what stopped the engine; a dead engine is not kept."""
         if type(exc).__name__ == "ChatTemplateResolutionError":
             return _no_chat_template(self.options.model)
         if type(exc).__name__ == "EngineDeadError":
-            _kept.clear()
+            release_engine()
             cause = exc.__cause__ or exc.__context__
             detail = f" ({_first_line(cause)})" if cause is not None else ""
             return CuratorError(
@@ -166,7 +173,7 @@ def _engine(vllm: Any, settings: dict[str, Any]) -> Any:
     rank = int(settings.get("max_lora_rank", 16)) if settings.get("enable_lora") else 0
     if _kept.get("key") == key and _kept["rank"] >= rank:
         return _kept["llm"]
-    _kept.clear()  # one engine at a time: the old one's memory is freed before the new one loads
+    release_engine()  # one engine at a time: the old one's memory is freed before the new one loads
     try:
         llm = vllm.LLM(**settings)
     except Exception as exc:  # vLLM reports a bad folder or option in many exception types
@@ -175,6 +182,16 @@ def _engine(vllm: Any, settings: dict[str, Any]) -> Any:
         ) from None
     _kept.update(key=key, rank=rank, llm=llm)
     return llm
+
+
+def release_engine() -> None:
+    """Stop the kept engine, if any, and free its memory now rather than at exit."""
+    llm = _kept.pop("llm", None)
+    _kept.clear()
+    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    if core is not None:
+        with contextlib.suppress(Exception):  # already dead: nothing left to stop
+            core.shutdown()
 
 
 def _read_adapter(folder: Path) -> dict[str, Any]:
@@ -205,6 +222,12 @@ def _has_chat_template(folder: Path) -> bool:
         return bool(json.loads((folder / "tokenizer_config.json").read_text()).get("chat_template"))
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def _refused(exc: Exception) -> bool:
+    """Whether vLLM refused a request as invalid (its fault is the request's, not the engine's)."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return "VLLMClientError" in names or (isinstance(exc, ValueError) and "ChatTemplateResolutionError" not in names)
 
 
 def _no_chat_template(model: str) -> CuratorError:
