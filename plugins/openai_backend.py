@@ -249,8 +249,12 @@ class OpenAIBackend(Backend):
             return {}
         except (ValueError, AttributeError):
             return {}
-        entries = [e for e in listed if isinstance(e, dict)] if isinstance(listed, list) else []
-        return next((e for e in entries if e.get("id") == self.options.model), {})
+        entries = {e.get("id"): e for e in listed if isinstance(e, dict)} if isinstance(listed, list) else {}
+        entry = dict(entries.get(self.options.model, {}))
+        base = entries.get(entry.get("parent"), {})
+        if entry.get("max_model_len") is None and base.get("max_model_len") is not None:
+            entry["max_model_len"] = base["max_model_len"]  # vLLM lists an adapter's context on its base only
+        return entry
 
     async def _server_gone(self) -> bool:
         """Whether the server refuses connections now; one probe answers every request that failed together."""

@@ -130,12 +130,13 @@ def test_samples_shortened_by_the_context_are_recorded_and_warned_about(stub, tm
 
 
 def test_a_served_lora_adapter_is_recorded_in_the_manifest(stub, tmp_path):
-    server = stub(adapters=(("math-lora", "/adapters/math"),))
+    server = stub(adapters=(("math-lora", "/adapters/math"),), max_model_len=4096)
     args = _args(_write(tmp_path / "q.jsonl", _questions(1)), tmp_path / "out", server.base_url)
     args[args.index("--model") + 1] = "math-lora"
     assert _run(args) == 0
     backend = json.loads((tmp_path / "out" / "manifest.json").read_text())["backend"]
     assert backend["adapter"] == {"name": "math-lora", "path": "/adapters/math", "base": "stub"}
+    assert backend["max_model_len"] == 4096  # listed on the base only
     assert pq.read_table(tmp_path / "out" / "candidates.parquet")["model"].to_pylist() == ["math-lora"]
 
 

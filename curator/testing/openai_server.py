@@ -239,7 +239,7 @@ class OpenAIStubServer:
         """What vLLM's ``/v1/models`` says: the base, then each adapter with its folder and its base."""
         limit = {"max_model_len": self.config.max_model_len} if self.config.max_model_len else {}
         models = [{"id": "stub", "object": "model", "root": "stub", "parent": None, **limit}]
-        models += [{"id": name, "object": "model", "root": folder, "parent": "stub", **limit}
+        models += [{"id": name, "object": "model", "root": folder, "parent": "stub"}  # vLLM: no length here
                    for name, folder in self.config.adapters]
         return {"object": "list", "data": models}
 
