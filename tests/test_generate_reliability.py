@@ -230,3 +230,11 @@ def test_vllm_refuses_adapters_it_cannot_or_should_not_load(tmp_path, files, mes
     with pytest.raises(CuratorError) as caught:
         _read_adapter(folder)
     assert str(caught.value).startswith(message.format(folder=folder))
+
+
+def test_eval_refuses_voting_over_greedy_samples():
+    from curator.errors import CuratorError
+    from curator.evaluate.run import EvalConfig
+
+    with pytest.raises(CuratorError, match="at --temperature 0 all 4 are the greedy one"):
+        EvalConfig(model="m", data="d", task="gsm8k", strategy="self-consistency", output="o", n=4, temperature=0)
