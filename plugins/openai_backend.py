@@ -134,12 +134,6 @@ class OpenAIBackend(Backend):
                                     "base": self._served["parent"]}
         return described
 
-    @property
-    def max_model_len(self) -> int | None:
-        """The served model's context length, when the server says."""
-        value = self._served.get("max_model_len")
-        return value if isinstance(value, int) else None
-
     async def complete(self, request: Request) -> Result:
         import openai
 

@@ -8,6 +8,7 @@ was recorded as ``APIConnectionError``, hundreds of identical failures.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from helpers_vllm import generate_args, run
@@ -28,6 +29,9 @@ def test_a_server_that_dies_ends_the_run_with_one_line(chat_model, tmp_path, cap
                              server.base_url, "--n", "2", "--temperature", "1.0", "--seed", "1", "--retries", "2",
                              "--concurrency", "8")
         code = run(args)
+        deadline = time.monotonic() + 120  # the server stops listening first, and exits a little later
+        while server.alive() and time.monotonic() < deadline:
+            time.sleep(1)
         assert not server.alive(), "the server was expected to die of the seeded chunked prefill"
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("curator:")]
     assert code == 2
