@@ -245,14 +245,14 @@ def vllm_section(root: Path, args: argparse.Namespace) -> None:
     print(f"\n### vLLM server: {args.questions} few-shot questions, n = {args.n}, max {args.max_tokens} tokens, "
           f"T = 0.8, same seeds ({args.repeats} interleaved repetitions, alternating which goes first; medians; "
           f"same completion tokens on both sides: {same})\n")
-    print("| client | completion tokens/s | completions/s | seconds | ÷ baseline |")
-    print("|---|---|---|---|---|")
+    print("| client | completion tokens/s | completions/s | seconds | client CPU per request | ÷ baseline |")
+    print("|---|---|---|---|---|---|")
     ratios = [ours["tokens_s"] / base["tokens_s"] for base, ours in pairs]
     for side, label in ((0, "minimal aiohttp (baseline)"), (1, "`curator generate`")):
         ratio = "1.00" if side == 0 else (f"**{statistics.median(ratios):.2f}** "
                                           f"(each: {', '.join(f'{r:.2f}' for r in ratios)})")
         print(f"| {label} | {median(pairs, side, 'tokens_s'):,.1f} | {median(pairs, side, 'completions_s'):.1f} | "
-              f"{median(pairs, side, 'seconds'):.1f} | {ratio} |")
+              f"{median(pairs, side, 'seconds'):.1f} | {median(pairs, side, 'cpu_ms'):.2f} ms | {ratio} |")
 
 
 def main() -> None:
