@@ -219,9 +219,8 @@ def test_vllm_with_chat_on_a_folder_without_a_chat_template_stops_before_loading
       "{folder}/adapter_config.json: LoRA rank 'r' must be an integer from 1 to 512, got 0")],
 )
 def test_vllm_refuses_adapters_it_cannot_or_should_not_load(tmp_path, files, message):
-    from curator_plugins.vllm_backend import _read_adapter
-
     from curator.errors import CuratorError
+    from curator_plugins.vllm_backend import _read_adapter
 
     folder = tmp_path / "adapter"
     folder.mkdir()

@@ -16,6 +16,7 @@ to start.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -103,10 +104,8 @@ class VLLMServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        try:  # an engine process left behind by a server that died
+        with contextlib.suppress(ProcessLookupError):  # an engine process left behind by a server that died
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process = None
 
     def __enter__(self) -> VLLMServer:
