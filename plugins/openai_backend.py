@@ -308,7 +308,8 @@ def aiohttp_client(httpx: Any, connections: int, timeout: float) -> Any:
 
         def build_request(self, method: str, url: Any, *, content: Any = None, headers: Any = None,
                           timeout: Any = default, extensions: Any = None, **other: Any) -> Any:
-            plain = isinstance(url, str) and isinstance(headers, list) and not extensions and "@" not in url
+            plain = (isinstance(url, str) and isinstance(headers, list) and not extensions and "@" not in url
+                     and isinstance(content, (bytes, type(None))))
             if not plain or any(value is not None for value in other.values()):
                 return super().build_request(method, url, content=content, headers=headers, timeout=timeout,
                                              extensions=extensions, **other)
@@ -316,8 +317,11 @@ def aiohttp_client(httpx: Any, connections: int, timeout: float) -> Any:
             if urls is None:
                 urls = self._urls[url] = (httpx.URL(url), yarl.URL(url))
             limits = self.timeout if timeout is default else httpx.Timeout(timeout)
-            carried = {"timeout": limits.as_dict(), "curator.aiohttp": (urls[1], headers)}
-            return httpx.Request(method, urls[0], headers=headers, content=content, extensions=carried)
+            carried = {"timeout": limits.as_dict(), "curator.aiohttp": (urls[1], headers, content)}
+            # a ready stream: httpx neither re-encodes the body nor re-builds the headers (aiohttp adds Host
+            # and Content-Length itself)
+            return httpx.Request(method, urls[0], headers=headers, stream=httpx.ByteStream(content or b""),
+                                 extensions=carried)
 
         async def send(self, request: Any, *, stream: bool = False, auth: Any = default,
                        follow_redirects: Any = default) -> Any:
@@ -329,11 +333,11 @@ def aiohttp_client(httpx: Any, connections: int, timeout: float) -> Any:
                     connector=aiohttp.TCPConnector(limit=connections), auto_decompress=False,
                     headers={"Accept-Encoding": "gzip, deflate"},
                 )
-            url, headers = carried
+            url, headers, content = carried
             limits = request.extensions["timeout"]
             try:
                 async with self._session.request(
-                    request.method, url, data=request.content, headers=headers,
+                    request.method, url, data=content, headers=headers,
                     timeout=aiohttp.ClientTimeout(sock_connect=limits.get("connect"), sock_read=limits.get("read")),
                 ) as answer:
                     body = await answer.read()

@@ -170,3 +170,24 @@ def test_without_aiohttp_the_openai_clients_own_pool_does_the_same(stub, monkeyp
     [result] = _complete(server, [_request(n=2, temperature=0.5, seed=3)], timeout=0.5)
     [clean] = _complete(stub(), [_request(n=2, temperature=0.5, seed=3)])
     assert result.ok and result.completions == clean.completions
+
+
+def test_plain_requests_take_the_aiohttp_path(stub):
+    """Completion requests are carried by aiohttp, not httpx's pool (a silent fallback would cost 2x the CPU)."""
+    server = stub()
+    backend = openai_backend.OpenAIBackend(BackendOptions(model="stub", base_url=server.base_url))
+    carried = []
+
+    async def run() -> Result:
+        async with backend:
+            http = backend._client._client
+            send = http.send
+
+            async def spy(request, **kwargs):
+                carried.append("curator.aiohttp" in request.extensions)
+                return await send(request, **kwargs)
+
+            http.send = spy
+            return await backend.complete(_request(n=2, temperature=0.5))
+
+    assert asyncio.run(run()).ok and carried == [True]
