@@ -237,3 +237,16 @@ def test_eval_refuses_voting_over_greedy_samples():
 
     with pytest.raises(CuratorError, match="at --temperature 0 all 4 are the greedy one"):
         EvalConfig(model="m", data="d", task="gsm8k", strategy="self-consistency", output="o", n=4, temperature=0)
+
+
+def test_a_folder_written_before_finish_reason_existed_still_resumes(stub, tmp_path):
+    rows = _questions(3)
+    path = _write(tmp_path / "q.jsonl", rows[:2])
+    out = tmp_path / "out"
+    assert _run(_args(path, out, stub().base_url)) == 0
+    old = pq.read_table(out / "candidates.parquet").drop_columns(["finish_reason"])
+    pq.write_table(old, out / "candidates.parquet")  # as the version before this column wrote it
+    _write(path, rows)
+    assert _run(_args(path, out, stub().base_url)) == 0
+    table = pq.read_table(out / "candidates.parquet")
+    assert table["finish_reason"].to_pylist() == [None, None, "stop"]

@@ -123,7 +123,7 @@ class CandidateStore:
         for table in reversed(list(self._tables())):  # newest first: the latest copy of a group wins
             if len(seen):
                 table = table.filter(pc.invert(pc.is_in(table["id"], value_set=seen)))
-            kept.append(table.select(schema.names).cast(schema))
+            kept.append(_conform(table, schema))
             seen = pa.concat_arrays([seen, pc.unique(table["id"])])
         merged = pa.concat_tables(kept) if kept else schema.empty_table()
         position = pc.index_in(merged["id"], value_set=pa.array(order, pa.string()))
@@ -151,3 +151,11 @@ class CandidateStore:
             with pa.OSFile(str(part)) as source:
                 table = ipc.open_file(source).read_all()
             yield table if columns is None else table.select(columns)
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` in ``schema``: a column added since an earlier version wrote it (``finish_reason``) is null."""
+    for name in schema.names:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, schema.field(name).type))
+    return table.select(schema.names).cast(schema)
