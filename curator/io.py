@@ -129,7 +129,8 @@ def _ipc_batches(path: Path) -> Iterator[pa.RecordBatch]:
 
 def _jsonl_batches(path: Path, required: tuple[str, ...]) -> Iterator[pa.RecordBatch]:
     """Stream JSONL through pyarrow, with a line-exact error when it fails."""
-    _check_first_record(path, required)
+    if not _check_first_record(path, required):
+        return  # blank lines only: no rows, which the caller reports in its own words
     options = pajson.ParseOptions(
         explicit_schema=pa.schema([(name, pa.string()) for name in required]),
         unexpected_field_behavior="infer",
@@ -149,20 +150,21 @@ def _jsonl_batches(path: Path, required: tuple[str, ...]) -> Iterator[pa.RecordB
         _raise_json_error(path, exc, required)
 
 
-def _check_first_record(path: Path, required: tuple[str, ...]) -> None:
-    """A required key absent from the first record is a missing column, not a null."""
+def _check_first_record(path: Path, required: tuple[str, ...]) -> bool:
+    """Whether the file holds a record; a required key absent from the first is a missing column, not a null."""
     with open(path, encoding="utf-8", errors="replace") as handle:
         line = next((line for line in handle if line.strip()), None)
     if line is None:
-        return
+        return False
     try:
         first = json.loads(line)
     except json.JSONDecodeError:
-        return  # reported with its line number by the full scan
+        return True  # reported with its line number by the full scan
     if isinstance(first, dict):
         for column in required:
             if column not in first:
                 raise CuratorError(f"{path}: missing required column '{column}' (has: {', '.join(first)})")
+    return True
 
 
 def _raise_json_error(path: Path, exc: Exception, required: tuple[str, ...]) -> None:

@@ -51,6 +51,11 @@ class EvalConfig:
             self.n, self.temperature = 1, 0.0
         elif self.n is None:
             self.n = 16
+        if self.n > 1 and self.temperature == 0:
+            raise CuratorError(
+                f"eval: strategy {self.strategy!r} votes over samples, but at --temperature 0 all {self.n} "
+                "are the greedy one: give a --temperature above 0"
+            )
         if self.strategy == "ranked" and not self.ranker:
             raise CuratorError(
                 "eval: strategy 'ranked' needs --ranker DIR (train one with --objective ranker)"

@@ -48,8 +48,10 @@ class GenerateConfig:
     exemplars: str | None = setting(
         None, help="Few-shot exemplars, JSONL with question and answer (default: built-in GSM8K ones)."
     )
-    n: int = setting(1, minimum=1, help="Samples per question.")
-    temperature: float = setting(0.0, minimum=0.0, help="Sampling temperature; 0 is greedy.")
+    n: int = setting(
+        1, minimum=1, help="Samples per question; --n N needs --temperature above 0 (at 0 every sample is the greedy one)."
+    )
+    temperature: float = setting(0.0, minimum=0.0, help="Sampling temperature; 0 is greedy, one sample per question.")
     top_p: float = setting(1.0, above=0.0, maximum=1.0, help="Nucleus sampling: the probability mass sampled from.")
     max_tokens: int = setting(512, minimum=1, help="Longest rationale, in tokens.")
     answer_max_tokens: int = setting(32, minimum=1, help="Longest zero-shot CoT answer (stage 2).")
@@ -100,9 +102,14 @@ class GenerateConfig:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The settings for the manifest; backend options by name only, as their values may be credentials."""
+        """The settings for the manifest; backend options by name only, as their values may be credentials.
+
+        The base URL is left to the backend's own description, which redacts
+        the credentials a URL may carry (userinfo, query secrets).
+        """
         settings = dataclasses.asdict(self)
         settings["backend_options"] = sorted(_parse_pairs(self.backend_options))
+        del settings["base_url"]
         return settings
 
 
