@@ -9,6 +9,7 @@ to the recipe's folder, so a recipe and its data can move together.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +20,10 @@ import yaml
 from curator.errors import CuratorError
 
 TOP_LEVEL_KEYS = {"input", "task", "filters", "output", "regroup", "batch_rows", "cache", "rejected_by_step", "device",
-                  "executor"}
+                  "executor", "name"}
 EXECUTORS = ("local", "ray")
+RECIPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+"""A recipe's ``name``: what reports call it and the folder ``compare`` builds it in, so no spaces or slashes."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ class Recipe:
     rejected_by_step: bool = False
     device: str | None = None
     executor: str = "local"
+    name: str | None = None
+    """The recipe's label in reports (``name:``); None: reports use the file's stem."""
     ray_address: str | None = None
     """The Ray cluster to join (``--ray-address``); else ``$RAY_ADDRESS``, else a local Ray is started."""
     source: Path | None = None
@@ -130,6 +135,11 @@ def parse_recipe(raw: dict[str, Any], *, base_dir: Path, source: Path | None = N
     executor = raw.get("executor", "local")
     if executor not in EXECUTORS:
         raise CuratorError(f"{where}: 'executor' must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    name = raw.get("name")
+    if name is not None and not (isinstance(name, str) and RECIPE_NAME.fullmatch(name)):
+        raise CuratorError(
+            f"{where}: 'name' must be 1-64 letters, digits, '.', '_' or '-' (starting with a letter or digit), got {name!r}"
+        )
 
     def resolve(value: Any) -> Path | None:
         if value in (None, ""):
@@ -149,6 +159,7 @@ def parse_recipe(raw: dict[str, Any], *, base_dir: Path, source: Path | None = N
         rejected_by_step=bool(raw.get("rejected_by_step", False)),
         device=str(raw["device"]) if raw.get("device") else None,
         executor=executor,
+        name=name,
         source=source,
         raw=raw,
     )

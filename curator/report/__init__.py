@@ -13,10 +13,10 @@ is imported only when a figure is drawn.
 
 from __future__ import annotations
 
-from curator.report.analysis import RecipeOutcome, load_outcome
 from curator.report.compare import CompareResult, run_compare
 from curator.report.compose import ReportFiles, write_report
 from curator.report.config import CompareConfig
+from curator.report.outcomes import RecipeOutcome, load_outcome
 
 __all__ = [
     "CompareConfig", "CompareResult", "RecipeOutcome", "ReportFiles", "load_outcome", "run_compare", "write_report",
