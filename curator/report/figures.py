@@ -32,7 +32,7 @@ def _figure(width: float = 6.4, height: float = 3.6):
 
 def _png(figure) -> bytes:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", bbox_inches="tight")
+    figure.savefig(buffer, format="png")  # the constrained layout already fits every label in
     return buffer.getvalue()
 
 
@@ -44,15 +44,18 @@ def distribution(source: ScoreSource, correct: np.ndarray | None, labelled: np.n
     values = source.values[reached]
     edges = np.histogram_bin_edges(values, bins=30)
     if correct is None or labelled is None:
-        axes.hist(values, bins=edges, color=UNLABELLED, label="all rows")
+        axes.hist(values, bins=edges, color=UNLABELLED, histtype="stepfilled", label="all rows")
     else:
         right, judged = correct[reached], labelled[reached]
-        axes.hist(values[right], bins=edges, color=CORRECT, alpha=0.6, label="correct")
-        axes.hist(values[judged & ~right], bins=edges, color=INCORRECT, alpha=0.6, label="incorrect")
-    axes.set_xlabel(source.column)
+        # One polygon per histogram (stepfilled), not a patch per bar: the same picture, drawn far faster.
+        axes.hist(values[right], bins=edges, color=CORRECT, alpha=0.6, histtype="stepfilled", label="correct")
+        axes.hist(values[judged & ~right], bins=edges, color=INCORRECT, alpha=0.6, histtype="stepfilled",
+                  label="incorrect")  # fmt: skip
+    kept = {"higher": " (higher kept)", "lower": " (lower kept)"}.get(str(source.meaning), "")
+    axes.set_xlabel(source.column + kept)
     axes.set_ylabel("rows")
     axes.set_title(source.label, fontsize=9)
-    axes.legend()
+    axes.legend(loc="upper right")
     return _png(figure)
 
 
@@ -65,7 +68,11 @@ def interval_share(table: Intervals) -> bytes:
     share = table.share
     bars = axes.bar(centres, np.nan_to_num(share), width=widths * 0.9, color=CORRECT)
     axes.bar_label(bars, labels=[f"n={n}" for n in table.counts], fontsize=7)
-    axes.set_ylim(0, 1.1)
+    overall = table.correct.sum() / table.counts.sum()
+    axes.axhline(overall, color="#555555", linestyle=(0, (4, 3)), linewidth=1,
+                 label=f"all rows reaching the step: {overall:.3f}")  # fmt: skip
+    axes.legend(loc="upper right", fontsize=8)
+    axes.set_ylim(0, 1.25)
     axes.set_xlabel(f"{table.source.column} interval")
     axes.set_ylabel("share correct")
     axes.set_title(table.source.label, fontsize=9)
