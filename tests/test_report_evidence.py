@@ -117,7 +117,7 @@ def test_accuracy_beside_the_base_model(evaluated):
             b = sum(y and not x for x, y in zip(right, answers["base model"], strict=True))
             c = sum(x and not y for x, y in zip(right, answers["base model"], strict=True))
             assert cells[3:] == [f"{accuracy - base:+.3f}", f"{_binomial_two_sided(b, c):.3g}"]
-    assert table["ent"][1] == "n/a (no rows kept)"
+    assert table["ent"][:2] == ["nothing: no rows kept", "n/a (no rows kept)"]
     recipes = md_table(markdown, "recipe")
     assert recipes["ent"][-1] == "n/a (no rows kept)"
     assert recipes["no filter"][-1] == f"{sum(answers['no filter']) / 40:.3f} [0.000, 1.000]"
@@ -199,6 +199,7 @@ def test_generation_tokens_and_cost_per_kept_row(tmp_path):
     assert facts["prompt tokens"] == ["45,000"] and facts["completion tokens"] == ["27,000"]
     assert facts["cost (USD)"] == ["0.1242"]
     per_row = md_table(markdown, "recipe | rows kept | completion tokens per kept row")
+    assert per_row["no filter"] == ["180", f"{27_000 / 180:.1f}", f"{0.1242 / 180:.6f}"]
     for outcome in outcomes:
         kept = outcome.curated.num_rows
         assert per_row[outcome.name] == [str(kept), f"{27_000 / kept:.1f}", f"{0.1242 / kept:.6f}"]

@@ -349,6 +349,8 @@ def test_sweep_reproduces_percentile_selection_over_all_candidates(report):
     top = _best_first(low, "beta", lower=False)[: len(low) * 40 // 100]
     assert beta.precision[39] == pytest.approx(sum(map(_correct, top)) / len(top))
     table = md_table(files.markdown.read_text(), "score")
+    base = f"{all_correct / len(rows):.3f} ({len(rows)})"
+    assert table["no filter (keeps every row)"] == [str(len(rows)), *[base] * 6]
     assert table["ds_weight in vote_ds"][0] == str(len(reached))
     chosen = _best_first(reached, "ds", lower=True)[: len(reached) * 10 // 100]
     assert table["ds_weight in vote_ds"][1] == f"{sum(map(_correct, chosen)) / len(chosen):.3f} ({len(chosen)})"
@@ -399,6 +401,7 @@ def test_precision_recall_matches_recount(report):
     comparison = compare_outcomes(outcomes, ExactTask())
     all_correct = sum(map(_correct, rows))
     table = md_table(files.markdown.read_text(), "score | rows reaching | correct among them")
+    assert table["no filter (every row)"] == [str(len(rows)), str(all_correct), f"{all_correct / len(rows):.3f}", "—"]
     stored = {(s["column"], s["step"]): s for s in json.loads(files.json.read_text())["scores"]}
     for column, key, lower, label in (
         ("ds_weight", "ds", True, "ds_weight in vote_ds"),

@@ -4,11 +4,12 @@
 
     result = run_compare(CompareConfig(recipes=("lmsi.yaml", "iwsi.yaml"), output="report"))
 
-``write_report(outcomes, DIR, task=...)`` writes ``report.md``, a
-self-contained ``report.html``, ``report.json`` and the figures as PNG.
-Everything is computed from the build outputs (scores included), so a report
-never loads a model. Plotting needs matplotlib (the ``report`` extra), which
-is imported only when a figure is drawn.
+``write_report(outcomes, DIR, task=..., accuracy=...)`` writes ``report.md``,
+a self-contained ``report.html``, ``report.json`` and the figures as PNG.
+Everything is computed from the build outputs (scores included) and the
+manifests beside them (what each score means, the generation's cost, each
+adapter's training), so a report never loads a model. Plotting needs
+matplotlib (the ``report`` extra), which is imported only when a figure is drawn.
 """
 
 from __future__ import annotations

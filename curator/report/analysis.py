@@ -35,6 +35,7 @@ class RecipeSummary:
     questions_kept: int
     share_kept: float
     mean_weight: float
+    correct_kept: int | None
     precision: float | None
     recall: float | None
 
@@ -56,7 +57,7 @@ def baseline(comparison: Comparison) -> RecipeSummary:
 def _summary(comparison: Comparison, name: str, kept: np.ndarray, weight: np.ndarray) -> RecipeSummary:
     ids, correct, labelled = comparison.ids, comparison.correct, comparison.labelled
     rows_kept = int(kept.sum())
-    precision = recall = None
+    precision = recall = right = None
     if correct is not None and labelled is not None:
         right = int((correct & kept).sum())
         precision = _ratio(right, int((kept & labelled).sum()))
@@ -69,6 +70,7 @@ def _summary(comparison: Comparison, name: str, kept: np.ndarray, weight: np.nda
         questions_kept=pc.count_distinct(ids.filter(pa.array(kept))).as_py(),
         share_kept=rows_kept / comparison.num_rows if comparison.num_rows else float("nan"),
         mean_weight=float(np.nanmean(weight[kept])) if rows_kept else float("nan"),
+        correct_kept=right,
         precision=precision,
         recall=recall,
     )

@@ -85,7 +85,8 @@ def run_compare(config: CompareConfig, *, registry: Registry | None = None) -> C
     accuracy: dict[str, Mapping[str, Any]] = {}
     if train_eval is not None:
         accuracy[BASE_MODEL] = train_eval.base(output_dir / "base-model", task_name)
-        everything = dataclasses.replace(recipes[0], steps=[], raw={**recipes[0].raw, "filters": []})
+        raw = {key: value for key, value in recipes[0].raw.items() if key != "name"} | {"filters": []}
+        everything = dataclasses.replace(recipes[0], steps=[], name=None, raw=raw)
         run_build(everything, output_dir=output_dir / "no-filter", progress=config.progress, registry=registry)
         accuracy[NO_FILTER] = train_eval(output_dir / "no-filter" / "curated.parquet", output_dir / "no-filter",
                                          task_name)  # fmt: skip

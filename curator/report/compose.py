@@ -28,7 +28,13 @@ from curator.report.score_sections import (
     examples_section,
     ranking_sections,
 )
-from curator.report.sections import candidates_section, evaluation_sections, overlap_section, recipes_section
+from curator.report.sections import (
+    candidates_section,
+    evaluation_sections,
+    overlap_section,
+    recipes_section,
+    training_section,
+)
 from curator.report.significance import paired_tests
 from curator.task import Task
 
@@ -69,12 +75,13 @@ def write_report(
     generation = find_generation(source_path) if source_path else None
     sections: list[Section | None] = [
         recipes_section(comparison, base, summaries, accuracy, task, sets_weights(comparison)),
-        candidates_section(generation, summaries) if generation else None,
-        *(evaluation_sections(accuracy, paired, training_runs(accuracy), out) if accuracy else []),
+        candidates_section(generation, base, summaries) if generation else None,
+        *(evaluation_sections(accuracy, paired) if accuracy else []),
         *ranking_sections(comparison, base, summaries, list(sweeps.values()), list(curves.values())),
         distributions_section(comparison),
         examples_section(step_examples(comparison, outcomes)),
         overlap_section(comparison.names, overlap),
+        training_section(accuracy, training_runs(accuracy), out),
     ]
     document = Document("Recipe comparison", [s for s in sections if s is not None and s.blocks])
     figure_paths = [out / FIGURE_DIR / f"{figure.name}.png" for figure in document.figures()]

@@ -55,7 +55,7 @@ def distribution(source: ScoreSource, correct: np.ndarray | None, labelled: np.n
     axes.set_xlabel(source.column + kept)
     axes.set_ylabel("rows")
     axes.set_title(source.label, fontsize=9)
-    axes.legend(loc="upper right")
+    axes.legend(loc="best")  # cheap to place: each histogram is one polygon
     return _png(figure)
 
 
@@ -150,7 +150,7 @@ def precision_recall(curves: Sequence[PrecisionRecall], base_precision: float) -
     figure = _figure(8.0, 5.6)
     axes = figure.add_subplot()
     for i, curve in enumerate(curves):
-        # A point per distinct score value; a coarse score (a vote share) has few, all marked.
+        # A point per distinct score value; a coarse score (a share of four votes) has few, all marked.
         every = 1 if curve.recall.size <= 25 else max(1, curve.recall.size // 10)
         label = f"{curve.source.label} (AP {curve.average_precision:.3f})" if curve.average_precision else curve.source.label
         axes.plot(curve.recall, curve.precision, label=label, markevery=slice(i % 3 if every > 1 else 0, None, every),

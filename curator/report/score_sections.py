@@ -55,16 +55,17 @@ def ranking_sections(
     if not sweeps or base.precision is None:
         return []
     return [
-        _sweep_section(sweeps, summaries, base.precision),
-        _precision_recall_section(curves, base.precision),
+        _sweep_section(sweeps, base, summaries),
+        _precision_recall_section(curves, base),
         _intervals_section(comparison),
     ]
 
 
-def _sweep_section(sweeps: list[Sweep], summaries: list[RecipeSummary], base_precision: float) -> Section:
+def _sweep_section(sweeps: list[Sweep], base: RecipeSummary, summaries: list[RecipeSummary]) -> Section:
+    assert base.precision is not None
     total = sweeps[0].rows_total
     index = [int(np.searchsorted(sweeps[0].percent, k)) for k in SWEEP_POINTS]
-    rows = []
+    rows = [[f"{base.name} (keeps every row)", f"{total}", *[f"{number(base.precision)} ({total})"] * len(index)]]
     for s in sweeps:
         cells = [s.source.label, f"{s.rows_reached}"]
         for i in index:
@@ -79,12 +80,12 @@ def _sweep_section(sweeps: list[Sweep], summaries: list[RecipeSummary], base_pre
             "its filter declares it keeps), re-applied to the stored scores at k = 1..100 % with the filters' "
             "own percentile cut; no re-scoring. The x axis divides by all "
             f"{total:,} candidates for every line, so a step that sees only what an earlier step kept ends "
-            "left of 1. A filter may add rules of its own (entropy keeps only majority answers), so a "
+            "left of 1. A filter may add rules of its own (keeping only a group's majority answer), so a "
             "recipe's point (a star) need not lie on its score's line."
         ),
         Figure(
             "precision-sweep",
-            figures.precision_sweep(sweeps, summaries, base_precision),
+            figures.precision_sweep(sweeps, summaries, base.precision),
             "precision against the share of all candidates kept",
         ),
         Text(
@@ -108,7 +109,8 @@ def _sweep_section(sweeps: list[Sweep], summaries: list[RecipeSummary], base_pre
     return Section("Precision against kept fraction", blocks)
 
 
-def _precision_recall_section(curves: list[PrecisionRecall], base_precision: float) -> Section:
+def _precision_recall_section(curves: list[PrecisionRecall], base: RecipeSummary) -> Section:
+    assert base.precision is not None
     return Section(
         "Precision–recall",
         [
@@ -117,10 +119,11 @@ def _precision_recall_section(curves: list[PrecisionRecall], base_precision: flo
                 "Recall is over all correct candidates, as in the recipe table. Average precision "
                 "(Σ ΔR·P) is over the rows reaching the step, with R over the correct rows among them."
             ),
-            Figure("precision-recall", figures.precision_recall(curves, base_precision), "precision against recall"),
+            Figure("precision-recall", figures.precision_recall(curves, base.precision), "precision against recall"),
             Table(
                 ["score", "rows reaching", "correct among them", "precision of all reaching", "average precision"],
-                [
+                [[f"{base.name} (every row)", f"{base.rows_kept}", f"{base.correct_kept}", number(base.precision), "—"]]
+                + [
                     [c.source.label, f"{c.rows_reached}", f"{c.correct_reached}",
                      number(c.correct_reached / c.rows_reached), number(c.average_precision)]
                     for c in curves
@@ -160,9 +163,11 @@ def examples_section(found: Sequence[StepExamples]) -> Section | None:
         "Example rationales",
         [
             Text(
-                "For each scored step, rows that reached it, from the best score to the worst: the best kept, "
-                "the kept rows nearest the cut, the dropped rows nearest it and the worst dropped (a step "
-                "that drops nothing: its two ends). Long texts are cut."
+                "For each scored step, of the rows that reached it: the two best and the two worst scored of "
+                "those it kept and of those it dropped, each of a different question where it can (a step that "
+                "drops nothing: its two ends). For a cut on the score, the worst kept and the best dropped are "
+                "the rows at the cut; a step with rules of its own (keeping a group's majority answer whatever "
+                "its share) may keep rows scored worse than some it drops. Long texts are cut."
             )
         ],
     )

@@ -92,8 +92,8 @@ def _steps_cell(manifest: Mapping[str, Any]) -> str:
     return " → ".join(f"{s.get('step')}: {s.get('rows_kept')}/{s.get('rows_in')}" for s in steps)
 
 
-def candidates_section(generation: Generation, summaries: list[RecipeSummary]) -> Section:
-    """What generating the candidates took, and what each kept row cost."""
+def candidates_section(generation: Generation, base: RecipeSummary, summaries: list[RecipeSummary]) -> Section:
+    """What generating the candidates took, and what each kept row cost (every candidate's, for no filter)."""
     settings, counts, usage = generation.settings, generation.counts, generation.usage
     facts = [
         (key, str(settings[key]))
@@ -108,7 +108,7 @@ def candidates_section(generation: Generation, summaries: list[RecipeSummary]) -
         facts.append(("cost (USD)", f"{cost:.4f}"))
     per_row = []
     completion = usage.get("completion_tokens")
-    for s in summaries:
+    for s in (base, *summaries):
         row = [s.name, f"{s.rows_kept}"]
         row.append(number(completion / s.rows_kept, 1) if completion is not None and s.rows_kept else "—")
         if cost is not None:
@@ -130,13 +130,16 @@ def candidates_section(generation: Generation, summaries: list[RecipeSummary]) -
     )
 
 
-def evaluation_sections(
-    accuracy: Mapping[str, Mapping[str, Any]],
-    paired: Sequence[PairedTest],
-    runs: Sequence[TrainingRun],
-    out: Path,
-) -> list[Section]:
-    """Accuracy of every model, the paired tests between them, and how each adapter was trained."""
+def _trained_on(name: str, metrics: Mapping[str, Any]) -> str:
+    if name == BASE_MODEL:
+        return "nothing (no adapter)"
+    if metrics.get("skipped"):
+        return "nothing: no rows kept"
+    return "every candidate" if name == NO_FILTER else "its kept rows"
+
+
+def evaluation_sections(accuracy: Mapping[str, Mapping[str, Any]], paired: Sequence[PairedTest]) -> list[Section]:
+    """Accuracy of every model beside the base model's, and the paired tests between them."""
     base = accuracy.get(BASE_MODEL, {}).get("accuracy")
     against_base = {t.second: t for t in paired if t.first == BASE_MODEL}
     rows = []
@@ -146,7 +149,7 @@ def evaluation_sections(
         test = against_base.get(name)
         rows.append([
             name,
-            "nothing (no adapter)" if name == BASE_MODEL else "every candidate" if name == NO_FILTER else "its kept rows",
+            _trained_on(name, metrics),
             accuracy_cell(metrics),
             f"{metrics['correct']}/{metrics['questions']}" if {"correct", "questions"} <= metrics.keys() else "—",
             f"{delta:+.3f}" if delta is not None else "—",
@@ -167,8 +170,6 @@ def evaluation_sections(
     ]
     if paired:
         sections.append(_paired_section(paired))
-    if runs:
-        sections.append(_training_section(accuracy, runs, out))
     return sections
 
 
@@ -194,9 +195,12 @@ def _paired_section(paired: Sequence[PairedTest]) -> Section:
     )
 
 
-def _training_section(
+def training_section(
     accuracy: Mapping[str, Mapping[str, Any]], runs: Sequence[TrainingRun], out: Path
-) -> Section:
+) -> Section | None:
+    """How each adapter was trained and evaluated, with links to its folder and loss curve."""
+    if not runs:
+        return None
     configs = [run.config for run in runs]
     evaluations = [
         (read_json(Path(m["predictions"]).parent / "metrics.json") or {}).get("config", {})
