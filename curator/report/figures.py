@@ -51,8 +51,7 @@ def distribution(source: ScoreSource, correct: np.ndarray | None, labelled: np.n
         axes.hist(values[right], bins=edges, color=CORRECT, alpha=0.6, histtype="stepfilled", label="correct")
         axes.hist(values[judged & ~right], bins=edges, color=INCORRECT, alpha=0.6, histtype="stepfilled",
                   label="incorrect")  # fmt: skip
-    kept = {"higher": " (higher kept)", "lower": " (lower kept)"}.get(str(source.meaning), "")
-    axes.set_xlabel(source.column + kept)
+    axes.set_xlabel(f"{source.column} ({source.kept_end})")
     axes.set_ylabel("rows")
     axes.set_title(source.label, fontsize=9)
     axes.legend(loc="best")  # cheap to place: each histogram is one polygon

@@ -100,6 +100,11 @@ class ScoreSource:
     def ordered(self) -> bool:
         return self.meaning in ORDERED
 
+    @property
+    def kept_end(self) -> str:
+        """What a reader needs to read its plots: which end its filter keeps."""
+        return f"{self.meaning} kept" if self.ordered else "meaning undeclared"
+
 
 @dataclass
 class Comparison:

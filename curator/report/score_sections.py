@@ -15,13 +15,9 @@ from curator.report import figures
 from curator.report.analysis import PrecisionRecall, RecipeSummary, Sweep, intervals
 from curator.report.document import Block, Figure, Section, Table, Text, number
 from curator.report.examples import StepExamples
-from curator.report.outcomes import Comparison, ScoreSource
+from curator.report.outcomes import Comparison
 
 SWEEP_POINTS = (10, 20, 40, 60, 80, 100)
-
-
-def _kept_end(source: ScoreSource) -> str:
-    return {"higher": "higher kept", "lower": "lower kept"}.get(str(source.meaning), "meaning undeclared")
 
 
 def distributions_section(comparison: Comparison) -> Section:
@@ -35,7 +31,7 @@ def distributions_section(comparison: Comparison) -> Section:
             Figure(
                 f"distribution-{i}-{source.column}",
                 figures.distribution(source, correct, labelled),
-                f"{source.label} ({_kept_end(source)})",
+                f"{source.label} ({source.kept_end})",
             )
         )
     if comparison.unplotted:
