@@ -11,6 +11,7 @@ to the recipe's folder, so a recipe and its data can move together; an
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +23,10 @@ from curator.errors import CuratorError
 from curator.hf import DatasetName, is_dataset_name
 
 TOP_LEVEL_KEYS = {"input", "task", "filters", "output", "regroup", "batch_rows", "cache", "rejected_by_step", "device",
-                  "executor", "config", "split", "dataset"}
+                  "executor", "config", "split", "dataset", "name"}
 EXECUTORS = ("local", "ray")
+RECIPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+"""A recipe's ``name``: what reports call it and the folder ``compare`` builds it in, so no spaces or slashes."""
 DATASET_KEYS = ("save", "push", "private", "license")
 
 
@@ -69,6 +72,8 @@ class Recipe:
     rejected_by_step: bool = False
     device: str | None = None
     executor: str = "local"
+    name: str | None = None
+    """The recipe's label in reports (``name:``); None: reports use the file's stem."""
     ray_address: str | None = None
     """The Ray cluster to join (``--ray-address``); else ``$RAY_ADDRESS``, else a local Ray is started."""
     dataset: DatasetOutput | None = None
@@ -150,6 +155,11 @@ def parse_recipe(raw: dict[str, Any], *, base_dir: Path, source: Path | None = N
     executor = raw.get("executor", "local")
     if executor not in EXECUTORS:
         raise CuratorError(f"{where}: 'executor' must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    name = raw.get("name")
+    if name is not None and not (isinstance(name, str) and RECIPE_NAME.fullmatch(name)):
+        raise CuratorError(
+            f"{where}: 'name' must be 1-64 letters, digits, '.', '_' or '-' (starting with a letter or digit), got {name!r}"
+        )
 
     def resolve(value: Any) -> Path | None:
         if value in (None, ""):
@@ -170,6 +180,7 @@ def parse_recipe(raw: dict[str, Any], *, base_dir: Path, source: Path | None = N
         device=str(raw["device"]) if raw.get("device") else None,
         executor=executor,
         dataset=parse_dataset_output(raw.get("dataset"), where),
+        name=name,
         source=source,
         raw=raw,
     )

@@ -212,7 +212,8 @@ def _steps(run: Run, state: dict[str, Any], log: MetricsLog, checkpoint: Callabl
         step_tokens = sum(b.tokens for b in batches)
         state["tokens"] += step_tokens
         last = state["step"] == run.total_steps
-        log.step_done(state["step"], lr, step_tokens, state["tokens"], last)
+        # The first step is always logged too, so that a run shorter than --log-every has a curve.
+        log.step_done(state["step"], lr, step_tokens, state["tokens"], last or state["step"] == 1)
         if last or (config.save_every and state["step"] % config.save_every == 0):
             checkpoint()
 
