@@ -16,12 +16,12 @@ from typing import Any
 from curator.backend import BackendOptions
 from curator.errors import CuratorError
 from curator.generate.prompts import PROMPTS
-from curator.lm.loading import DTYPES
+from curator.lm.loading import DTYPES, check_nat_backend
 from curator.settings import check_bounds, setting
 
 FINGERPRINT = (
     "input", "task", "backend", "model", "prompt", "n", "temperature", "top_p", "max_tokens",
-    "answer_max_tokens", "exemplars", "seed", "logprobs", "chat",
+    "answer_max_tokens", "exemplars", "seed", "logprobs", "chat", "adapter",
 )
 """The settings that change what is generated: a run continues another only when these match."""
 
@@ -34,6 +34,9 @@ class GenerateConfig:
     output: str = setting(help="Output folder; re-running the same command there continues the run.")
     task: str = setting(help="Answer parser, e.g. gsm8k (see 'curator plugins').")
     model: str = setting(help="Model name at the server, or a local path / hub name.")
+    adapter: str | None = setting(
+        None, help="Local backends: a PEFT adapter applied to --model, or a NAT folder (transformers only)."
+    )
     backend: str = setting("transformers", help="Generation backend: openai, transformers or vllm (see 'curator plugins').")
     base_url: str | None = setting(None, help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.")
     api_key_env: str = setting(
@@ -76,11 +79,21 @@ class GenerateConfig:
 
     def __post_init__(self) -> None:
         check_bounds(self, "generate")
-        _parse_pairs(self.backend_options)
+        extra = _parse_pairs(self.backend_options)
+        if self.adapter is not None:
+            if "adapter" in extra:
+                raise CuratorError("generate: give the adapter once, as --adapter or as --backend-option adapter=")
+            if self.backend == "openai":
+                raise CuratorError(
+                    "generate: --adapter is for local backends; a server serves its adapters under a --model name"
+                )
+            check_nat_backend(self.adapter, self.backend, "generate")
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that change what is generated (:data:`FINGERPRINT`)."""
         settings = {name: getattr(self, name) for name in FINGERPRINT}
+        if settings["adapter"] is None:
+            del settings["adapter"]  # as runs before --adapter existed recorded it
         settings["input"] = str(Path(self.input).resolve())
         return settings
 
@@ -90,7 +103,7 @@ class GenerateConfig:
             model=self.model, base_url=self.base_url, api_key_env=self.api_key_env, chat=self.chat,
             concurrency=self.concurrency, retries=self.retries, timeout=self.timeout, seed=self.seed,
             batch_size=self.batch_size, device=self.device, dtype=self.dtype,
-            extra=_parse_pairs(self.backend_options),
+            extra=_parse_pairs(self.backend_options) | ({"adapter": self.adapter} if self.adapter else {}),
         )
 
     def to_dict(self) -> dict[str, Any]:
