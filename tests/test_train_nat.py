@@ -207,3 +207,10 @@ def test_a_nat_teacher_for_nce_and_eval_and_generate_with_a_nat_adapter(setup, t
           "--max-tokens", "8", "--no-progress"])  # fmt: skip
     generated = pq.read_table(tmp_path / "gen" / "candidates.parquet")
     assert generated.num_rows == 1
+    manifest = json.loads((tmp_path / "gen" / "manifest.json").read_text())
+    assert manifest["settings"]["adapter"] == str(trained)
+    from curator.generate import GenerateConfig
+
+    for backend, message in [("vllm", "transformers backend only"), ("openai", "for local backends")]:
+        with pytest.raises(CuratorError, match=message):
+            GenerateConfig(input="q", output="o", task="gsm8k", model=base, backend=backend, adapter=str(trained))
