@@ -12,10 +12,11 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from safetensors.torch import load_file  # noqa: E402
+from test_train_loop import rows  # noqa: E402  (the same arithmetic rows)
 
 from curator.cli import main  # noqa: E402
 from curator.errors import CuratorError  # noqa: E402
-from curator.testing.tiny import arithmetic_corpus, build_tiny_llama  # noqa: E402
+from curator.testing.tiny import build_tiny_llama  # noqa: E402
 from curator.train import TrainConfig, run_train  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -25,16 +26,8 @@ SETTINGS = dict(
 )
 
 
-def _rows(n: int, seed: int = 1, **columns) -> list[dict]:
-    out = []
-    for i, line in enumerate(arithmetic_corpus(n, seed=seed)):
-        question, rationale = line.split("\nA: ")
-        out.append({"id": f"q{i}", "question": question[3:], "rationale": rationale, **columns})
-    return out
-
-
-def _write(path, rows):
-    pq.write_table(pa.Table.from_pylist(rows), path)
+def _write(path, records):
+    pq.write_table(pa.Table.from_pylist(records), path)
     return str(path)
 
 
@@ -44,8 +37,8 @@ def setup(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("nat-train")
     base = str(build_tiny_llama(root / "base", initializer_range=0.2))
-    positives = _write(root / "curated.parquet", _rows(8))
-    wrong = [dict(r, rationale=r["rationale"].replace("The answer is", "So it is 7 or")) for r in _rows(8, seed=2)]
+    positives = _write(root / "curated.parquet", rows(8))
+    wrong = [dict(r, rationale=r["rationale"].replace("The answer is", "So it is 7 or")) for r in rows(8, seed=2)]
     negatives = _write(root / "rejected.parquet", wrong)
     neg = root / "neg"
     run_train(TrainConfig(data=negatives, model=base, output=str(neg), max_steps=4, **SETTINGS))
@@ -90,11 +83,11 @@ def test_nat_learns_keeps_the_negative_branch_and_changes_generations(setup, tra
     assert manifest["outputs"][:2] == ["nat_config.json", "nat_model.safetensors"] and manifest["steps"] == 40
     assert (trained / "loss.png").stat().st_size > 0
 
-    prompt = "Q: " + _rows(8)[0]["question"] + "\nA:"
+    prompt = "Q: " + rows(8)[0]["question"] + "\nA:"
     plain, tuned = load_causal_lm(base, device="cpu"), load_causal_lm(base, adapter=str(trained), device="cpu")
     before, after = _greedy(plain.model, plain.tokenizer, prompt), _greedy(tuned.model, tuned.tokenizer, prompt)
     assert before != after
-    expected = tuned.tokenizer(" " + _rows(8)[0]["rationale"], add_special_tokens=False)["input_ids"]
+    expected = tuned.tokenizer(" " + rows(8)[0]["rationale"], add_special_tokens=False)["input_ids"]
     assert after[:3] == expected[:3]
 
 
@@ -183,25 +176,25 @@ def test_a_nat_teacher_for_nce_and_eval_and_generate_with_a_nat_adapter(setup, t
     from curator.evaluate.run import EvalConfig, run_eval
 
     root, base, _, _ = setup
-    path = _write(tmp_path / "nce.parquet", _rows(4, nce_beta=0.3))
+    path = _write(tmp_path / "nce.parquet", rows(4, nce_beta=0.3))
     result = run_train(TrainConfig(data=path, model=base, output=str(tmp_path / "nce"), objective="nce",
                                    teacher=str(trained), max_steps=2, **SETTINGS))  # fmt: skip
     assert result.steps == 2 and result.loss is not None and result.loss > 0
 
     test = tmp_path / "test.jsonl"
-    test.write_text("".join(json.dumps({"question": r["question"], "reference": "1"}) + "\n" for r in _rows(2)))
+    test.write_text("".join(json.dumps({"question": r["question"], "reference": "1"}) + "\n" for r in rows(2)))
     metrics = run_eval(EvalConfig(model=base, adapter=str(trained), data=str(test), task="gsm8k", strategy="greedy",
                                   max_tokens=8, output=str(tmp_path / "eval"), progress=False)).metrics  # fmt: skip
     assert metrics["questions"] == 2 and metrics["failed_requests"] == 0
     texts = pq.read_table(tmp_path / "eval" / "predictions.parquet")["candidate_text"].to_pylist()
-    prompt_ids = [r["question"] for r in _rows(2)]
-    assert texts[0][0].startswith(" " + _rows(8)[0]["rationale"][:4]), (texts, prompt_ids)  # NAT's answer, not the base's
+    prompt_ids = [r["question"] for r in rows(2)]
+    assert texts[0][0].startswith(" " + rows(8)[0]["rationale"][:4]), (texts, prompt_ids)  # NAT's answer, not the base's
     with pytest.raises(CuratorError, match="runs on the transformers backend only"):
         EvalConfig(model=base, adapter=str(trained), data=str(test), task="gsm8k", strategy="greedy",
                    output="o", base_url="http://localhost:1/v1")  # fmt: skip
 
     questions = tmp_path / "questions.jsonl"
-    questions.write_text(json.dumps({"id": "a", "question": _rows(1)[0]["question"]}) + "\n")
+    questions.write_text(json.dumps({"id": "a", "question": rows(1)[0]["question"]}) + "\n")
     main(["generate", "--input", str(questions), "--output", str(tmp_path / "gen"), "--task", "gsm8k",
           "--backend", "transformers", "--model", base, "--adapter", str(trained), "--prompt", "few-shot-cot",
           "--max-tokens", "8", "--no-progress"])  # fmt: skip

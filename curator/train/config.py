@@ -35,9 +35,9 @@ choices, config checks) does not import torch.
 
 # Changing these between a run and its resume would silently train something else. The run's
 # length (epochs, max_steps) may change: a longer one extends the run (see loop.learning_rate).
+# An objective adds its own (Objective.fingerprint: NAT's settings and its negative adapter's content).
 RESUME_INVARIANT = (
     "model", "where", "format", "loss_on_prompt", "max_length", "objective", "teacher",
-    "negative_adapter", "nat_width", "nat_negative_dropout",
     "lora_r", "lora_alpha", "lora_dropout", "target_modules", "lr", "weight_decay",
     "warmup_ratio", "min_lr_ratio", "max_grad_norm",
     "batch_tokens", "grad_accum", "packing", "seed", "dtype",

@@ -75,4 +75,10 @@ class NAT(SFT):
         return build_nat(model, self.negative, spec, info)
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"negative_adapter_content": self.negative.digest()}
+        config = self.config
+        return {
+            "negative_adapter": config.negative_adapter,
+            "negative_adapter_content": self.negative.digest(),
+            "nat_width": config.nat_width,
+            "nat_negative_dropout": config.nat_negative_dropout,
+        }

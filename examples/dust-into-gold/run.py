@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import subprocess
 import sys
@@ -47,12 +48,25 @@ TRAIN_QUESTIONS = 240
 SAMPLES = 8
 
 
-def curator(*args: str) -> float:
-    """Run one ``curator`` command line, as a user would; its wall time in seconds."""
-    started = time.perf_counter()
-    print("$ curator " + " ".join(args), flush=True)
-    subprocess.run([sys.executable, "-m", "curator", *args, "--no-progress"], check=True)
-    return time.perf_counter() - started
+TIMES: dict[str, tuple[float, float]] = {}
+"""Step name -> (wall seconds, CPU seconds of the commands it ran)."""
+
+
+def child_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(name: str, *command: str) -> None:
+    """Run one command line, as a user would, and record its wall and CPU time under ``name``."""
+    started, cpu = time.perf_counter(), child_cpu()
+    print("$ " + " ".join(command), flush=True)
+    subprocess.run(list(command), check=True)
+    TIMES[name] = (time.perf_counter() - started, child_cpu() - cpu)
+
+
+def curator(name: str, *args: str) -> None:
+    run(name, sys.executable, "-m", "curator", *args, "--no-progress")
 
 
 def split() -> None:
@@ -71,14 +85,14 @@ def split() -> None:
         )
 
 
-def train(output: str, *args: str) -> float:
-    return curator("train", "--config", str(HERE / "train.yaml"), "--model", str(BASE), "--output", str(WORK / output), *args)
+def train(name: str, output: str, *args: str) -> None:
+    curator(name, "train", "--config", str(HERE / "train.yaml"), "--model", str(BASE), "--output", str(WORK / output), *args)
 
 
-def evaluate(name: str, *args: str) -> float:
-    return curator(
-        "eval", "--model", str(BASE), "--data", str(WORK / "test.jsonl"), "--task", "gsm8k",
-        "--max-tokens", "160", "--output", str(WORK / "eval" / name), *args,
+def evaluate(name: str, output: str, *args: str) -> None:
+    curator(
+        name, "eval", "--model", str(BASE), "--data", str(WORK / "test.jsonl"), "--task", "gsm8k",
+        "--max-tokens", "160", "--output", str(WORK / "eval" / output), *args,
     )  # fmt: skip
 
 
@@ -103,13 +117,19 @@ def beta_agreement() -> dict[str, float]:
     }
 
 
-def report(times: dict[str, float]) -> None:
+def report() -> None:
     runs = {p.name: json.loads((p / "metrics.json").read_text()) for p in sorted((WORK / "eval").iterdir())}
     results = {
-        "wall_time_s": {k: round(v, 1) for k, v in times.items()},
+        "seconds": {k: {"wall": round(w, 1), "cpu": round(c, 1)} for k, (w, c) in TIMES.items()},
         "accuracy": {n: {"accuracy": m["accuracy"], "ci95": m["ci95"], "correct": m["correct"],
                          "questions": m["questions"], "strategy": m["config"]["strategy"]}
                      for n, m in runs.items()},  # fmt: skip
+        "training": {
+            name: {"steps": m["steps"], "final_loss": m["final_loss"],
+                   "trainable_parameters": m["model"]["trainable_parameters"]}
+            for name in ("neg", "nat", "kd", "nce", "ranker")
+            for m in [json.loads((WORK / name / "manifest.json").read_text())]
+        },  # fmt: skip
         "nce_beta": beta_agreement(),
     }
     (WORK / "results.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -118,8 +138,11 @@ def report(times: dict[str, float]) -> None:
         low, high = m["ci95"]
         lines.append(f"| {name} | {m['strategy']} | {m['accuracy']:.3f} [{low:.3f}, {high:.3f}] | "
                      f"{m['correct']} / {m['questions']} |")  # fmt: skip
-    lines += ["", "| step | wall time (s) |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in results["wall_time_s"].items()]
+    lines += ["", "| step | wall time (s) | CPU time (s) |", "|---|---|---|"]
+    lines += [f"| {k} | {v['wall']} | {v['cpu']} |" for k, v in results["seconds"].items()]
+    lines += ["", "| training run | steps | final loss | trainable parameters |", "|---|---|---|---|"]
+    lines += [f"| {k} | {v['steps']} | {v['final_loss']:.4f} | {v['trainable_parameters']:,} |"
+              for k, v in results["training"].items()]  # fmt: skip
     lines += ["", "nce_beta, span completion vs span all: " + json.dumps(results["nce_beta"])]
     (WORK / "results.md").write_text("\n".join(lines) + "\n")
     plot(results["accuracy"])
@@ -153,34 +176,29 @@ def main() -> None:
         shutil.rmtree(WORK, ignore_errors=True)
     if WORK.exists():
         sys.exit(f"{WORK} exists: its runs would be resumed, not redone (use --fresh)")
-    times: dict[str, float] = {}
-    started = time.perf_counter()
-    subprocess.run([sys.executable, str(GSM8K / "reference_lm.py")], check=True)
-    times["reference LM (once, shared with examples/gsm8k)"] = time.perf_counter() - started
+    started, cpu = time.perf_counter(), child_cpu()
+    run("reference LM (once; shared with examples/gsm8k)", sys.executable, str(GSM8K / "reference_lm.py"))
     split()
-    times["build: correctness"] = curator("build", str(HERE / "build.yaml"))
     build = WORK / "build"
-    times["train: negative LoRA"] = train("neg", "--data", str(build / "rejected.parquet"), "--where", "dropped_by=correctness")
-    times["train: NAT"] = train("nat", "--objective", "nat", "--negative-adapter", str(WORK / "neg"),
-                                "--data", str(build / "curated.parquet"))  # fmt: skip
-    times["train: CoT KD (plain LoRA)"] = train("kd", "--data", str(build / "curated.parquet"))
-    times["build: nce_kl"] = curator("build", str(HERE / "nce.yaml"))
-    times["build: nce_kl span all"] = curator(
-        "build", str(HERE / "nce.yaml"), "--set", "filters.1.nce_kl.span=all", "--output", str(WORK / "nce-all")
-    )
-    times["train: NCE"] = train("nce", "--objective", "nce", "--teacher", str(WORK / "nat"),
-                                "--data", str(WORK / "nce" / "curated.parquet"))  # fmt: skip
-    times["train: ASC ranker"] = train("ranker", "--objective", "ranker", "--data", str(build))
+    curator("build: correctness", "build", str(HERE / "build.yaml"))
+    train("train: negative LoRA", "neg", "--data", str(build / "rejected.parquet"), "--where", "dropped_by=correctness")
+    train("train: NAT", "nat", "--objective", "nat", "--negative-adapter", str(WORK / "neg"),
+          "--data", str(build / "curated.parquet"))  # fmt: skip
+    train("train: CoT KD (plain LoRA)", "kd", "--data", str(build / "curated.parquet"))
+    curator("build: nce_kl", "build", str(HERE / "nce.yaml"))
+    curator("build: nce_kl, span all", "build", str(HERE / "nce.yaml"), "--set", "filters.1.nce_kl.span=all",
+            "--output", str(WORK / "nce-all"))  # fmt: skip
+    train("train: NCE", "nce", "--objective", "nce", "--teacher", str(WORK / "nat"),
+          "--data", str(WORK / "nce" / "curated.parquet"))  # fmt: skip
+    train("train: ASC ranker", "ranker", "--objective", "ranker", "--data", str(build))
     for name in ("base", "kd", "nat", "nce"):
         adapter = [] if name == "base" else ["--adapter", str(WORK / name)]
-        times[f"eval: {name} greedy"] = evaluate(f"{name}-greedy", "--strategy", "greedy", *adapter)
+        evaluate(f"eval: {name}, greedy", f"{name}-greedy", "--strategy", "greedy", *adapter)
     sampled = ["--n", str(SAMPLES), "--temperature", "0.7", "--adapter", str(WORK / "nce")]
-    times["eval: nce self-consistency"] = evaluate("nce-sc", "--strategy", "self-consistency", *sampled)
-    times["eval: nce ranked (ASC)"] = evaluate(
-        "nce-asc", "--strategy", "ranked", "--ranker", str(WORK / "ranker"), "--preset", "asc", *sampled
-    )
-    times["total"] = time.perf_counter() - started
-    report(times)
+    evaluate("eval: nce, self-consistency", "nce-sc", "--strategy", "self-consistency", *sampled)
+    evaluate("eval: nce, ranked (ASC)", "nce-asc", "--strategy", "ranked", "--ranker", str(WORK / "ranker"), *sampled)
+    TIMES["total"] = (time.perf_counter() - started, child_cpu() - cpu)
+    report()
 
 
 if __name__ == "__main__":
