@@ -80,7 +80,9 @@ def test_modes_match_peft_and_the_bare_base(gqa):
     nat = _nat(base, negative)
     _randomise(nat)
     with torch.no_grad():
-        peft_negative = load_causal_lm(str(base), adapter=str(negative), device="cpu").model(input_ids=ids).logits
+        peft_negative = (
+            load_causal_lm(str(base), adapter=str(negative), device="cpu").model(input_ids=ids).logits
+        )
         nat.set_adapter("negative")
         ours = nat(input_ids=ids).logits
         with nat.disable_adapter():
@@ -106,7 +108,9 @@ def test_alpha_stays_in_range_and_training_drives_it_to_both_ends(gqa):
         with torch.no_grad():  # start unsaturated, where the gradient is not zero
             for p in (layer.unit_q.weight, layer.unit_k.weight, layer.pos_B.weight):
                 p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(6)) * 0.1)
-        optimiser = torch.optim.Adam([layer.unit_q.weight], lr=0.05)  # the query alone: a linear push on the scores
+        optimiser = torch.optim.Adam(
+            [layer.unit_q.weight], lr=0.05
+        )  # the query alone: a linear push on the scores
         for _ in range(300):
             h = x
             out = layer.base(x)
@@ -129,7 +133,10 @@ def test_save_and_load_round_trip_to_identical_logits(gqa, tmp_path):
     config = json.loads((tmp_path / "nat" / "nat_config.json").read_text())
     assert config["format"] == "curator-nat" and config["width"] == 16 and len(config["modules"]) == 4
     assert config["base_model_name_or_path"] == str(base) and len(config["negative"]["digest"]) == 32
-    assert sorted(p.name for p in (tmp_path / "nat").iterdir()) == ["nat_config.json", "nat_model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "nat").iterdir()) == [
+        "nat_config.json",
+        "nat_model.safetensors",
+    ]
     ids = _ids(seed=7)
     rng_before = torch.get_rng_state()
     loaded = load_causal_lm(str(base), adapter=str(tmp_path / "nat"), device="cpu")

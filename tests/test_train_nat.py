@@ -22,7 +22,14 @@ from curator.train import TrainConfig, run_train  # noqa: E402
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SETTINGS = dict(
-    lr=1e-2, lora_alpha=32, batch_tokens=512, log_every=1, save_every=0, progress=False, warmup_ratio=0.0, nat_width=32
+    lr=1e-2,
+    lora_alpha=32,
+    batch_tokens=512,
+    log_every=1,
+    save_every=0,
+    progress=False,
+    warmup_ratio=0.0,
+    nat_width=32,
 )
 
 
@@ -38,7 +45,9 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("nat-train")
     base = str(build_tiny_llama(root / "base", initializer_range=0.2))
     positives = _write(root / "curated.parquet", rows(8))
-    wrong = [dict(r, rationale=r["rationale"].replace("The answer is", "So it is 7 or")) for r in rows(8, seed=2)]
+    wrong = [
+        dict(r, rationale=r["rationale"].replace("The answer is", "So it is 7 or")) for r in rows(8, seed=2)
+    ]
     negatives = _write(root / "rejected.parquet", wrong)
     neg = root / "neg"
     run_train(TrainConfig(data=negatives, model=base, output=str(neg), max_steps=4, **SETTINGS))
@@ -72,20 +81,31 @@ def test_nat_learns_keeps_the_negative_branch_and_changes_generations(setup, tra
     root, base, _, neg = setup
     losses = [json.loads(line)["loss"] for line in (trained / "metrics.jsonl").read_text().splitlines()]
     assert len(losses) == 40 and losses[-1] < 0.5 * losses[0]
-    saved, negative = load_file(trained / "nat_model.safetensors"), load_file(f"{neg}/adapter_model.safetensors")
+    saved, negative = (
+        load_file(trained / "nat_model.safetensors"),
+        load_file(f"{neg}/adapter_model.safetensors"),
+    )
     modules = json.loads((trained / "nat_config.json").read_text())["modules"]
     assert len(modules) == 14  # all-linear: every projection the negative adapter has
     for name in modules:  # the negative branch, bit for bit, after 40 steps
         assert torch.equal(saved[f"{name}.neg_A.weight"], negative[f"base_model.model.{name}.lora_A.weight"])
         assert torch.equal(saved[f"{name}.neg_B.weight"], negative[f"base_model.model.{name}.lora_B.weight"])
-        assert saved[f"{name}.unit_v2.weight"].abs().max() > 0 and saved[f"{name}.pos_B.weight"].abs().max() > 0
+        assert (
+            saved[f"{name}.unit_v2.weight"].abs().max() > 0 and saved[f"{name}.pos_B.weight"].abs().max() > 0
+        )
     manifest = json.loads((trained / "manifest.json").read_text())
     assert manifest["outputs"][:2] == ["nat_config.json", "nat_model.safetensors"] and manifest["steps"] == 40
     assert (trained / "loss.png").stat().st_size > 0
 
     prompt = "Q: " + rows(8)[0]["question"] + "\nA:"
-    plain, tuned = load_causal_lm(base, device="cpu"), load_causal_lm(base, adapter=str(trained), device="cpu")
-    before, after = _greedy(plain.model, plain.tokenizer, prompt), _greedy(tuned.model, tuned.tokenizer, prompt)
+    plain, tuned = (
+        load_causal_lm(base, device="cpu"),
+        load_causal_lm(base, adapter=str(trained), device="cpu"),
+    )
+    before, after = (
+        _greedy(plain.model, plain.tokenizer, prompt),
+        _greedy(tuned.model, tuned.tokenizer, prompt),
+    )
     assert before != after
     expected = tuned.tokenizer(" " + rows(8)[0]["rationale"], add_special_tokens=False)["input_ids"]
     assert after[:3] == expected[:3]
@@ -98,7 +118,14 @@ def test_gradients_reach_only_the_positive_branch_and_the_unit(setup):
     from curator.train.objectives import load_objective
 
     root, base, positives, neg = setup
-    config = TrainConfig(data=positives, model=base, output=str(root / "unused"), objective="nat", negative_adapter=neg, **SETTINGS)
+    config = TrainConfig(
+        data=positives,
+        model=base,
+        output=str(root / "unused"),
+        objective="nat",
+        negative_adapter=neg,
+        **SETTINGS,
+    )
     objective = load_objective(config)
     model = objective.adapt(objective.load_model(base))
     tokenizer = load_tokenizer(config)
@@ -110,7 +137,9 @@ def test_gradients_reach_only_the_positive_branch_and_the_unit(setup):
     model.train()
     objective.loss(model, collate(samples, packed=True, pad_id=0)).backward()
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable and all(n.split(".")[-2] in ("pos_A", "pos_B", "unit_q", "unit_k", "unit_v1", "unit_v2") for n in trainable)
+    assert trainable and all(
+        n.split(".")[-2] in ("pos_A", "pos_B", "unit_q", "unit_k", "unit_v1", "unit_v2") for n in trainable
+    )
     for name, p in model.named_parameters():
         if name in trainable:
             assert p.grad is not None and p.grad.abs().max() > 0, name
@@ -182,13 +211,18 @@ def test_a_nat_teacher_for_nce_and_eval_and_generate_with_a_nat_adapter(setup, t
     assert result.steps == 2 and result.loss is not None and result.loss > 0
 
     test = tmp_path / "test.jsonl"
-    test.write_text("".join(json.dumps({"question": r["question"], "reference": "1"}) + "\n" for r in rows(2)))
+    test.write_text(
+        "".join(json.dumps({"question": r["question"], "reference": "1"}) + "\n" for r in rows(2))
+    )
     metrics = run_eval(EvalConfig(model=base, adapter=str(trained), data=str(test), task="gsm8k", strategy="greedy",
                                   max_tokens=8, output=str(tmp_path / "eval"), progress=False)).metrics  # fmt: skip
     assert metrics["questions"] == 2 and metrics["failed_requests"] == 0
     texts = pq.read_table(tmp_path / "eval" / "predictions.parquet")["candidate_text"].to_pylist()
     prompt_ids = [r["question"] for r in rows(2)]
-    assert texts[0][0].startswith(" " + rows(8)[0]["rationale"][:4]), (texts, prompt_ids)  # NAT's answer, not the base's
+    assert texts[0][0].startswith(" " + rows(8)[0]["rationale"][:4]), (
+        texts,
+        prompt_ids,
+    )  # NAT's answer, not the base's
     with pytest.raises(CuratorError, match="runs on the transformers backend only"):
         EvalConfig(model=base, adapter=str(trained), data=str(test), task="gsm8k", strategy="greedy",
                    output="o", base_url="http://localhost:1/v1")  # fmt: skip
@@ -206,4 +240,6 @@ def test_a_nat_teacher_for_nce_and_eval_and_generate_with_a_nat_adapter(setup, t
 
     for backend, message in [("vllm", "transformers backend only"), ("openai", "for local backends")]:
         with pytest.raises(CuratorError, match=message):
-            GenerateConfig(input="q", output="o", task="gsm8k", model=base, backend=backend, adapter=str(trained))
+            GenerateConfig(
+                input="q", output="o", task="gsm8k", model=base, backend=backend, adapter=str(trained)
+            )

@@ -23,7 +23,8 @@ class EvalConfig:
     strategy: str = setting(choices=STRATEGIES, help="How the answers of a question's samples become its prediction.")
     output: str = setting(help="Folder for predictions.parquet and metrics.json.")
     adapter: str | None = setting(
-        None, help="A PEFT adapter folder to apply to --model (local backends), or a NAT folder (transformers)."
+        None,
+        help="A PEFT adapter folder to apply to --model (local backends), or a NAT folder (transformers).",
     )
     n: int | None = setting(None, minimum=1, help="Samples per question (default 16; greedy takes 1).")
     temperature: float = setting(0.7, minimum=0.0, help="Sampling temperature (not for greedy).")
@@ -37,7 +38,8 @@ class EvalConfig:
     ranker_max_length: int = setting(
         512,
         minimum=1,
-        help="--strategy ranked: longer candidates are not scored and get their question's mean score (as released).",
+        help="--strategy ranked: longer candidates are not scored and get their question's mean score "
+        "(as released).",
     )
     tie_rule: str = setting(
         "split",

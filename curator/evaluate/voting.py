@@ -87,7 +87,12 @@ class Votes:
 
 
 def vote(
-    ids: pa.Array, answers: pa.Array, weights: np.ndarray | None = None, *, tie_rule: str = "first", seed: int = 0
+    ids: pa.Array,
+    answers: pa.Array,
+    weights: np.ndarray | None = None,
+    *,
+    tie_rule: str = "first",
+    seed: int = 0,
 ) -> Votes:
     """The winning answer of every contiguous group of ``ids`` (in group order).
 
@@ -123,7 +128,7 @@ Z95 = 1.959963984540054
 
 
 def wilson_interval(correct: float, total: int, z: float = Z95) -> tuple[float, float]:
-    """The Wilson score interval of a proportion: unlike the normal one, sensible near 0 and 1 and for small n.
+    """The Wilson score interval of a proportion: unlike the normal one, sensible near 0 and 1 and small n.
 
     ``correct`` may be fractional (split ties): the interval of that proportion.
     """

@@ -82,10 +82,13 @@ class GenerateConfig:
         extra = _parse_pairs(self.backend_options)
         if self.adapter is not None:
             if "adapter" in extra:
-                raise CuratorError("generate: give the adapter once, as --adapter or as --backend-option adapter=")
+                raise CuratorError(
+                    "generate: give the adapter once, as --adapter or as --backend-option adapter="
+                )
             if self.backend == "openai":
                 raise CuratorError(
-                    "generate: --adapter is for local backends; a server serves its adapters under a --model name"
+                    "generate: --adapter is for local backends; "
+                    "a server serves its adapters under a --model name"
                 )
             check_nat_backend(self.adapter, self.backend, "generate")
 

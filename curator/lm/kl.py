@@ -27,7 +27,9 @@ RELEASED_SMOOTHING = 1e-7
 """What the released NCE code adds to N's probabilities before its KL (``softmax + 10 ** -7``)."""
 
 
-def encode_released(tokenizer: Any, prompts: Sequence[str], completions: Sequence[str], max_length: int) -> Encoded:
+def encode_released(
+    tokenizer: Any, prompts: Sequence[str], completions: Sequence[str], max_length: int
+) -> Encoded:
     """The released NCE code's tokens: question and solution tokenised separately, each as a text on its own.
 
     Concatenated, every position scored (``starts`` of 1), as its loss mask

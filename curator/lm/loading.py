@@ -42,10 +42,11 @@ def is_nat_adapter(path: str | None) -> bool:
 
 
 def check_nat_backend(adapter: str | None, backend: str, command: str) -> None:
-    """A NAT folder runs on the transformers backend only: servers and vLLM cannot run its integration unit."""
+    """A NAT folder runs on the transformers backend only: vLLM and servers cannot run its integration unit."""
     if is_nat_adapter(adapter) and backend != "transformers":
         raise CuratorError(
-            f"{command}: {adapter} is a NAT adapter, which runs on the transformers backend only, not {backend!r}"
+            f"{command}: {adapter} is a NAT adapter, which runs on the transformers backend only, "
+            f"not {backend!r}"
         )
 
 
@@ -179,12 +180,15 @@ def load_adapter_pair(
     device = device or default_device()
 
     def load_base() -> Any:
-        return _from_pretrained(AutoModelForCausalLM, name_or_path, device, dtype, trust_remote_code, revision)
+        return _from_pretrained(
+            AutoModelForCausalLM, name_or_path, device, dtype, trust_remote_code, revision
+        )
 
     if is_nat_adapter(first) or is_nat_adapter(second):
         from curator.lm.nat_views import nat_views
 
-        return nat_views(load_base, _tokenizer(name_or_path, trust_remote_code, revision), device, first, second)
+        tokenizer = _tokenizer(name_or_path, trust_remote_code, revision)
+        return nat_views(load_base, tokenizer, device, first, second)
     base = load_base()
     named = [(name, path) for name, path in (("first", first), ("second", second)) if path is not None]
     model = PeftModel.from_pretrained(base, named[0][1], adapter_name=named[0][0])

@@ -1,4 +1,4 @@
-"""NAT (Dust into Gold's Negative Assistant Training): a frozen negative LoRA, a positive one, and an integration unit.
+"""NAT (Dust into Gold's Negative Assistant Training): frozen negative LoRA, positive LoRA, integration unit.
 
 Each adapted projection ``base`` (a ``torch.nn.Linear``) becomes a
 :class:`NatLinear`, computing for its input ``x``, as the released code's
@@ -106,18 +106,22 @@ class NatLinear(torch.nn.Module):
         if self.mode == "base":
             return result
         h = x.to(self.pos_A.weight.dtype)
-        negative = self.neg_B(self.neg_A(self.dropout(h) if self.negative_dropout else h)) * self.negative_scaling
+        negative = (
+            self.neg_B(self.neg_A(self.dropout(h) if self.negative_dropout else h)) * self.negative_scaling
+        )
         if self.mode == "negative":
             return result + negative.to(result.dtype)
         base = result.to(h.dtype)
-        branches = torch.stack((base + self.pos_B(self.pos_A(self.dropout(h))) * self.scaling, base + negative), -2)
+        branches = torch.stack(
+            (base + self.pos_B(self.pos_A(self.dropout(h))) * self.scaling, base + negative), -2
+        )
         alpha = self.negative_weight(h, branches)
         values = self.unit_v2(F.gelu(self.unit_v1(branches)))
         mixed = (1 - alpha) * values[..., 0, :] + alpha * values[..., 1, :]
         return result + mixed.to(result.dtype)
 
     def negative_weight(self, h: torch.Tensor, branches: torch.Tensor) -> torch.Tensor:
-        """``α = softmax(q·k)[neg] − 0.5`` per token, shaped ``[..., 1]``: the unit's attention over the branches."""
+        """``α = softmax(q·k)[neg] − 0.5`` per token, shaped ``[..., 1]``: the unit's attention over branches."""
         scores = (self.unit_k(branches) @ self.unit_q(h).unsqueeze(-1)).squeeze(-1)  # [..., 2]
         return scores.softmax(-1)[..., 1:] - 0.5
 
@@ -195,7 +199,7 @@ class NatModel(torch.nn.Module):
         return tensor_digest(tensors, self.spec.negative_scaling)
 
     def save_pretrained(self, folder: str | Path) -> None:
-        """``nat_config.json`` and ``nat_model.safetensors`` (trainable tensors + the frozen negative branch)."""
+        """``nat_config.json`` and ``nat_model.safetensors`` (trainable tensors + frozen negative branch)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {
@@ -250,7 +254,9 @@ def select_modules(model: Any, negative: LoraWeights, targets: list[str] | str) 
             )
     head = model.get_output_embeddings()
     if any(model.get_submodule(n) is head for n in chosen):
-        raise CuratorError("NAT: the output head cannot be adapted (NAT adapts projections inside the decoder)")
+        raise CuratorError(
+            "NAT: the output head cannot be adapted (NAT adapts projections inside the decoder)"
+        )
     return tuple(chosen)
 
 
@@ -260,7 +266,10 @@ def build_nat(model: Any, negative: LoraWeights, spec: NatSpec, info: dict[str, 
     nat = attach(model, spec, info)
     with torch.no_grad():
         for name, layer in nat.layers().items():
-            for target, source in ((layer.neg_A.weight, negative.a[name]), (layer.neg_B.weight, negative.b[name])):
+            for target, source in (
+                (layer.neg_A.weight, negative.a[name]),
+                (layer.neg_B.weight, negative.b[name]),
+            ):
                 if target.shape != source.shape:
                     raise CuratorError(
                         f"{negative.path}: '{name}' has shape {tuple(source.shape)}, the model needs "
@@ -301,9 +310,15 @@ def load_nat(model: Any, folder: str | Path) -> NatModel:
     tensors = load_file(path)
     model.requires_grad_(False)
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):  # the fresh layers are overwritten: leave the caller's RNG alone
-        nat = attach(model, spec, {k: config[k] for k in ("base_model_name_or_path", "negative") if k in config})
-    expected = {f"{name}.{key}": t for name, layer in nat.layers().items() for key, t in layer.adapter_state().items()}
+    with torch.random.fork_rng(
+        devices=devices
+    ):  # the fresh layers are overwritten: leave the caller's RNG alone
+        nat = attach(
+            model, spec, {k: config[k] for k in ("base_model_name_or_path", "negative") if k in config}
+        )
+    expected = {
+        f"{name}.{key}": t for name, layer in nat.layers().items() for key, t in layer.adapter_state().items()
+    }
     if expected.keys() != tensors.keys():
         extra = sorted(expected.keys() ^ tensors.keys())
         raise CuratorError(f"{path}: tensors do not match {NAT_FILES[0]} (e.g. '{extra[0]}')")

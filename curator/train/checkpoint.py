@@ -87,7 +87,7 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
 
 
 def read_state(path: Path) -> dict[str, Any]:
-    """A checkpoint's ``state.json`` (step, tokens, the settings' fingerprint), without touching its tensors."""
+    """A checkpoint's ``state.json`` (step, tokens, the settings' fingerprint), without its tensors."""
     return json.loads((path / "state.json").read_text())
 
 

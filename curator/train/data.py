@@ -118,7 +118,8 @@ def read_training_table(
         rows_read, rows_filtered = rows_read + read, rows_filtered + read - table.num_rows
         for column in columns:
             if column not in table.column_names:
-                raise CuratorError(f"{path}: missing column '{column}' (has: {', '.join(table.column_names)})")
+                has = ", ".join(table.column_names)
+                raise CuratorError(f"{path}: missing column '{column}' (has: {has})")
         weight = row_weights(table, path)
         positive = weight > 0
         tables.append(table.filter(pa.array(positive)))

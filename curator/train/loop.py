@@ -87,7 +87,7 @@ def learning_rate(config: TrainConfig, step: int, total: int) -> float:
 
 
 def prepare(config: TrainConfig) -> Run:
-    """Read and encode the data, load the model with fresh LoRA layers, build the optimiser."""
+    """Read and encode the data, load the model with the objective's fresh trainable layers, build AdamW."""
     objective = load_objective(config)
     data = read_training_table(config.data, config.where, objective.columns, objective.build_files)
     device = torch.device(config.device or default_device())

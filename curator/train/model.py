@@ -88,7 +88,7 @@ def enable_checkpointing(model: Any, config: TrainConfig) -> None:
 def frozen_loader(
     objective: Objective, config: TrainConfig, kwargs: dict[str, Any], device: torch.device
 ) -> Callable[[str], torch.nn.Module]:
-    """``load(path)`` for teachers: a model folder, or a PEFT (merged) or NAT adapter on the student's base."""
+    """``load(path)`` for teachers: a model folder, or a PEFT (merged) or NAT adapter on the student's base"""
 
     def load(path: str) -> torch.nn.Module:
         if (Path(path) / "adapter_config.json").exists() or is_nat_adapter(path):

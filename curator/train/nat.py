@@ -47,7 +47,9 @@ class NAT(SFT):
     def __init__(self, config: TrainConfig) -> None:
         super().__init__(config)
         assert config.negative_adapter is not None  # TrainConfig checks
-        self.negative = read_lora(config.negative_adapter)  # read now: a bad folder fails before the model loads
+        self.negative = read_lora(
+            config.negative_adapter
+        )  # read now: a bad folder fails before the model loads
 
     def adapt(self, model: torch.nn.Module) -> torch.nn.Module:
         config = self.config

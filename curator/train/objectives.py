@@ -137,8 +137,9 @@ class SFT(CausalLM):
 class NCE(CausalLM):
     """Dust into Gold's NCE: ``0.5·CE + 0.5·Σ (0.5 + β_n) KL(P ‖ student)`` per token (METHODS §3.7).
 
-    P is the teacher (``--teacher``: a model, or a PEFT or NAT adapter on
-    the student's base; Dust into Gold's P is the NAT model). β is the row's ``nce_beta`` from the ``nce_kl`` filter.
+    P is the teacher (``--teacher``: a model, or a PEFT or NAT adapter
+    on the student's base; Dust into Gold's P is the NAT model). β is the
+    row's ``nce_beta`` from the ``nce_kl`` filter.
     As in the official code the CE half is unweighted: the filter's
     ``weight = 0.5 + β`` is what this objective applies to the distillation half.
     """

@@ -82,7 +82,10 @@ class MetricsLog:
 
 
 def save_adapter(model: Any, output: Path) -> None:
-    """The model's own layout (PEFT's, which ``PeftModel.from_pretrained`` and vLLM load; or NAT's), renamed into place."""
+    """The model's own layout, renamed into place whole.
+
+    PEFT's (what ``PeftModel.from_pretrained`` and vLLM load), or NAT's.
+    """
     tmp = output / ".adapter.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)

@@ -1,4 +1,4 @@
-"""Turning Dust into Gold (arXiv 2312.12832) end to end on the shipped GSM8K sample, offline, in a few minutes.
+"""Turning Dust into Gold (arXiv 2312.12832) end to end on the shipped GSM8K sample, offline.
 
 The whole chain through the command line, on the 300 questions with four
 real GPT-3 rationales each in ``examples/gsm8k/candidates.jsonl``: the first
@@ -86,7 +86,17 @@ def split() -> None:
 
 
 def train(name: str, output: str, *args: str) -> None:
-    curator(name, "train", "--config", str(HERE / "train.yaml"), "--model", str(BASE), "--output", str(WORK / output), *args)
+    curator(
+        name,
+        "train",
+        "--config",
+        str(HERE / "train.yaml"),
+        "--model",
+        str(BASE),
+        "--output",
+        str(WORK / output),
+        *args,
+    )
 
 
 def evaluate(name: str, output: str, *args: str) -> None:
@@ -102,7 +112,9 @@ def beta_agreement() -> dict[str, float]:
     import pyarrow.parquet as pq
 
     ours = pq.read_table(WORK / "nce" / "curated.parquet", columns=["nce_beta"])["nce_beta"].to_numpy()
-    released = pq.read_table(WORK / "nce-all" / "curated.parquet", columns=["nce_beta"])["nce_beta"].to_numpy()
+    released = pq.read_table(WORK / "nce-all" / "curated.parquet", columns=["nce_beta"])[
+        "nce_beta"
+    ].to_numpy()
 
     def ranks(values: np.ndarray) -> np.ndarray:
         return np.argsort(np.argsort(values)).astype(float)
@@ -118,15 +130,26 @@ def beta_agreement() -> dict[str, float]:
 
 
 def report() -> None:
-    runs = {p.name: json.loads((p / "metrics.json").read_text()) for p in sorted((WORK / "eval").iterdir())}
+    order = ["base-greedy", "kd-greedy", "nat-greedy", "nce-greedy", "nce-sc", "nce-asc"]
+    runs = {name: json.loads((WORK / "eval" / name / "metrics.json").read_text()) for name in order}
     results = {
         "seconds": {k: {"wall": round(w, 1), "cpu": round(c, 1)} for k, (w, c) in TIMES.items()},
-        "accuracy": {n: {"accuracy": m["accuracy"], "ci95": m["ci95"], "correct": m["correct"],
-                         "questions": m["questions"], "strategy": m["config"]["strategy"]}
-                     for n, m in runs.items()},  # fmt: skip
+        "accuracy": {
+            n: {
+                "accuracy": m["accuracy"],
+                "ci95": m["ci95"],
+                "correct": m["correct"],
+                "questions": m["questions"],
+                "strategy": m["config"]["strategy"],
+            }
+            for n, m in runs.items()
+        },  # fmt: skip
         "training": {
-            name: {"steps": m["steps"], "final_loss": m["final_loss"],
-                   "trainable_parameters": m["model"]["trainable_parameters"]}
+            name: {
+                "steps": m["steps"],
+                "final_loss": m["final_loss"],
+                "trainable_parameters": m["model"]["trainable_parameters"],
+            }
             for name in ("neg", "nat", "kd", "nce", "ranker")
             for m in [json.loads((WORK / name / "manifest.json").read_text())]
         },  # fmt: skip
@@ -150,7 +173,7 @@ def report() -> None:
 
 
 def plot(accuracy: dict[str, dict]) -> None:
-    """Accuracy with its 95% Wilson interval per run, the way ``curator compare --train-eval`` tabulates it."""
+    """Accuracy with its 95% Wilson interval per run, as ``curator compare --train-eval`` tabulates it."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -181,7 +204,14 @@ def main() -> None:
     split()
     build = WORK / "build"
     curator("build: correctness", "build", str(HERE / "build.yaml"))
-    train("train: negative LoRA", "neg", "--data", str(build / "rejected.parquet"), "--where", "dropped_by=correctness")
+    train(
+        "train: negative LoRA",
+        "neg",
+        "--data",
+        str(build / "rejected.parquet"),
+        "--where",
+        "dropped_by=correctness",
+    )
     train("train: NAT", "nat", "--objective", "nat", "--negative-adapter", str(WORK / "neg"),
           "--data", str(build / "curated.parquet"))  # fmt: skip
     train("train: CoT KD (plain LoRA)", "kd", "--data", str(build / "curated.parquet"))
@@ -196,7 +226,15 @@ def main() -> None:
         evaluate(f"eval: {name}, greedy", f"{name}-greedy", "--strategy", "greedy", *adapter)
     sampled = ["--n", str(SAMPLES), "--temperature", "0.7", "--adapter", str(WORK / "nce")]
     evaluate("eval: nce, self-consistency", "nce-sc", "--strategy", "self-consistency", *sampled)
-    evaluate("eval: nce, ranked (ASC)", "nce-asc", "--strategy", "ranked", "--ranker", str(WORK / "ranker"), *sampled)
+    evaluate(
+        "eval: nce, ranked (ASC)",
+        "nce-asc",
+        "--strategy",
+        "ranked",
+        "--ranker",
+        str(WORK / "ranker"),
+        *sampled,
+    )
     TIMES["total"] = (time.perf_counter() - started, child_cpu() - cpu)
     report()
 
