@@ -76,12 +76,13 @@ class AnswerDistribution:
         """Total mass of parsable answers per group."""
         return np.bincount(self.group, weights=self.mass, minlength=self.num_groups)
 
-    def majority(self) -> tuple[np.ndarray, np.ndarray]:
+    def majority(self, tie_keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Per group: the winning answer's code (-1 if none parsable) and its mass.
 
-        Ties go to the answer that appears first in the group.
+        Ties go to the answer that appears first in the group, or with
+        ``tie_keys`` (one per entry) to the tied entry with the lowest key.
         """
-        order = np.lexsort((self.first, -self.mass, self.group))
+        order = np.lexsort((self.first if tie_keys is None else tie_keys, -self.mass, self.group))
         winners = order[np.concatenate(([True], self.group[order][1:] != self.group[order][:-1]))] if len(order) else order
         code = np.full(self.num_groups, -1, dtype=np.int64)
         mass = np.zeros(self.num_groups, dtype=np.float64)

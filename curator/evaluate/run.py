@@ -25,7 +25,9 @@ from curator.errors import CuratorError
 from curator.evaluate.config import EvalConfig, EvalResult
 from curator.evaluate.voting import (
     PRESETS,
+    TIE_DESCRIPTIONS,
     Votes,
+    credit,
     ranked_weights,
     sequence_probability,
     vote,
@@ -108,7 +110,9 @@ def run_eval(config: EvalConfig, *, registry: Registry | None = None) -> EvalRes
     results = generate(config, test["question"].to_pylist(), registry)
     candidates = _candidates(results, task)
     generated = pc.is_valid(candidates["text"]).to_numpy(zero_copy_only=False)
-    scores = _ranker_scores(config, test, candidates, generated) if config.strategy == "ranked" else None
+    scores, unscored = (
+        _ranker_scores(config, test, candidates, generated) if config.strategy == "ranked" else (None, 0)
+    )
     weights = None
     if scores is not None:
         weights = ranked_weights(scores, config.preset)
@@ -116,14 +120,21 @@ def run_eval(config: EvalConfig, *, registry: Registry | None = None) -> EvalRes
         logprob, n_tokens = (_floats(candidates[c])[generated] for c in ("logprob", "n_tokens"))
         weights = np.zeros(candidates.num_rows)  # a failed request's null row has no answer, so no vote
         weights[generated] = sequence_probability(logprob, n_tokens)
-    votes = vote(candidates["question"], candidates["answer"], weights)
-    correct = task.equal_batch(votes.prediction, test["reference"].combine_chunks())
-    predictions = _predictions(test, candidates, results, votes, correct, scores)
+    votes = vote(
+        candidates["question"], candidates["answer"], weights, tie_rule=config.tie_rule, seed=config.seed or 0
+    )
+    references = test["reference"].combine_chunks()
+    correct = task.equal_batch(votes.prediction, references)
+    if config.tie_rule == "split":
+        earned = credit(votes, references, task.equal_batch)
+    else:
+        earned = pc.fill_null(correct, False).to_numpy(zero_copy_only=False).astype(np.float64)
+    predictions = _predictions(test, candidates, results, votes, correct, scores, earned)
     output = Path(config.output)
     path = output / "predictions.parquet"
     with atomic_path(path) as tmp:
         pq.write_table(predictions, tmp)
-    right, total = int(pc.sum(correct).as_py() or 0), test.num_rows
+    right, total = float(earned.sum()), test.num_rows
     failed = sum(not r.ok for r in results)
     low, high = wilson_interval(right, total)
     metrics = {
@@ -131,18 +142,20 @@ def run_eval(config: EvalConfig, *, registry: Registry | None = None) -> EvalRes
         "config": asdict(config),
         "backend": config.backend_name,
         "questions": total,
-        "correct": right,
+        "correct": int(right) if right.is_integer() else round(right, 6),
         "accuracy": right / total,
         "ci95": [low, high],
         "ci_method": "wilson",
         "failed_requests": failed,
         "no_answer": int(votes.prediction.null_count),
-        "tie_rule": "first in group: among answers with the top vote, the one sampled first",
+        "tie_rule": TIE_DESCRIPTIONS[config.tie_rule],
+        "tied_questions": int((votes.ties > 1).sum()),
         "seconds": round(time.time() - started, 3),
         "versions": package_versions("torch", "transformers", "peft", "openai"),
     }
     if config.strategy == "ranked":
         metrics["coefficients"] = dict(zip(("c0", "c1"), PRESETS[config.preset], strict=True))
+        metrics["ranker_unscored"] = unscored  # over ranker_max_length: their question's mean score
     write_json(output / "metrics.json", metrics)
     return EvalResult(metrics, path, failed)
 
@@ -174,9 +187,12 @@ def _floats(column: pa.ChunkedArray) -> np.ndarray:
 
 def _ranker_scores(
     config: EvalConfig, test: pa.Table, candidates: pa.Table, generated: np.ndarray
-) -> np.ndarray:
-    """The ranker's score of every generated completion (0 for a failed request's row, which has no vote)."""
-    from curator.evaluate.ranker import load_ranker, ranker_scores
+) -> tuple[np.ndarray, int]:
+    """The ranker's score of every generated completion (0 for a failed request's row, which has no vote).
+
+    Also how many were too long to score, and so have their question's mean.
+    """
+    from curator.evaluate.ranker import fill_unscored, load_ranker, ranker_scores
 
     assert config.ranker is not None
     scores = np.zeros(candidates.num_rows)
@@ -184,8 +200,12 @@ def _ranker_scores(
     if len(rows):
         ranker = load_ranker(config.ranker, device=config.device, dtype=config.dtype)
         questions = test["question"].take(candidates["question"].take(rows)).to_pylist()
-        scores[rows] = ranker_scores(ranker, questions, candidates["text"].take(rows).to_pylist())
-    return scores
+        scores[rows] = ranker_scores(
+            ranker, questions, candidates["text"].take(rows).to_pylist(), max_length=config.ranker_max_length
+        )
+    unscored = int(np.isnan(scores).sum())
+    scores[rows] = fill_unscored(scores[rows], candidates["question"].take(rows).to_numpy())
+    return scores, unscored
 
 
 def _predictions(
@@ -195,8 +215,13 @@ def _predictions(
     votes: Votes,
     correct: pa.Array,
     scores: np.ndarray | None,
+    earned: np.ndarray,
 ) -> pa.Table:
-    """Per question: the prediction, whether it is right, and every candidate as list columns."""
+    """Per question: the prediction, whether it is right, its score, and every candidate as list columns.
+
+    ``credit`` is what the question adds to the accuracy: ``correct`` as 0/1,
+    or ``1/|ties|`` under the split tie rule when the reference is among the ties.
+    """
     counts = [max(len(r.completions), 1) if r.ok else 1 for r in results]
     offsets = pa.array(np.concatenate(([0], np.cumsum(counts))).astype(np.int32))
     columns = {
@@ -205,6 +230,8 @@ def _predictions(
         "reference": test["reference"].combine_chunks(),
         "prediction": votes.prediction,
         "correct": correct,
+        "credit": pa.array(earned, pa.float64()),
+        "tied_answers": pa.array(votes.ties, pa.int32()),
         "vote_share": pa.array(votes.share, mask=np.isnan(votes.share)),
         "error": pa.array([r.error for r in results], pa.string()),
     }

@@ -17,12 +17,12 @@ from curator.backend import BackendOptions
 from curator.errors import CuratorError
 from curator.generate.prompts import PROMPTS
 from curator.hf import DatasetName, dataset_input
-from curator.lm.loading import DTYPES
+from curator.lm.loading import DTYPES, check_nat_backend
 from curator.settings import check_bounds, setting
 
 FINGERPRINT = (
     "input", "task", "backend", "model", "prompt", "n", "temperature", "top_p", "max_tokens",
-    "answer_max_tokens", "exemplars", "seed", "logprobs", "chat",
+    "answer_max_tokens", "exemplars", "seed", "logprobs", "chat", "adapter",
 )
 """The settings that change what is generated: a run continues another only when these match."""
 
@@ -39,6 +39,9 @@ class GenerateConfig:
     model: str = setting(help="Model name at the server, or a local path / hub name.")
     config: str | None = setting(None, help="The config (subset) of an hf:NAME input, e.g. main for hf:openai/gsm8k.")
     split: str | None = setting(None, help="The split of an hf:NAME input, e.g. train (default: its only split).")
+    adapter: str | None = setting(
+        None, help="Local backends: a PEFT adapter applied to --model, or a NAT folder (transformers only)."
+    )
     backend: str = setting("transformers", help="Generation backend: openai, transformers or vllm (see 'curator plugins').")
     base_url: str | None = setting(None, help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.")
     api_key_env: str = setting(
@@ -83,11 +86,24 @@ class GenerateConfig:
 
     def __post_init__(self) -> None:
         check_bounds(self, "generate")
-        _parse_pairs(self.backend_options)
+        extra = _parse_pairs(self.backend_options)
+        if self.adapter is not None:
+            if "adapter" in extra:
+                raise CuratorError(
+                    "generate: give the adapter once, as --adapter or as --backend-option adapter="
+                )
+            if self.backend == "openai":
+                raise CuratorError(
+                    "generate: --adapter is for local backends; "
+                    "a server serves its adapters under a --model name"
+                )
+            check_nat_backend(self.adapter, self.backend, "generate")
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that change what is generated (:data:`FINGERPRINT`)."""
         settings = {name: getattr(self, name) for name in FINGERPRINT}
+        if settings["adapter"] is None:
+            del settings["adapter"]  # as runs before --adapter existed recorded it
         source = dataset_input(self.input, self.config, self.split)
         settings["input"] = str(source.resolved(Path.cwd()) if isinstance(source, DatasetName) else Path(source).resolve())
         return settings
@@ -98,7 +114,7 @@ class GenerateConfig:
             model=self.model, base_url=self.base_url, api_key_env=self.api_key_env, chat=self.chat,
             concurrency=self.concurrency, retries=self.retries, timeout=self.timeout, seed=self.seed,
             batch_size=self.batch_size, device=self.device, dtype=self.dtype,
-            extra=_parse_pairs(self.backend_options),
+            extra=_parse_pairs(self.backend_options) | ({"adapter": self.adapter} if self.adapter else {}),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -5,6 +5,9 @@ code) and fp32 on a CPU, where bf16 matmuls are slow and inexact. Remote code
 runs only when a recipe asks for it. A single adapter is merged into its base
 for speed; two adapters compared with each other stay unmerged on one base,
 so the base is in memory once and the scorer switches between them.
+Every adapter goes through :func:`apply_adapter`: a PEFT folder (or hub
+name) is merged, a NAT folder (:mod:`curator.lm.nat`) is attached, since it
+cannot be merged.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from curator.errors import MissingDependency
+from curator.errors import CuratorError, MissingDependency
 
 if TYPE_CHECKING:
     import torch
@@ -23,6 +27,38 @@ DTYPES = ("auto", "bfloat16", "float16", "float32")
 """Weight dtypes of the commands and model-backed filters (``auto``: bf16 on CUDA, fp32 elsewhere).
 
 Training takes all but float16, which would need loss scaling."""
+
+NAT_FILES = ("nat_config.json", "nat_model.safetensors")
+"""What a NAT adapter folder holds (:mod:`curator.lm.nat`): its config, and its tensors in safetensors."""
+NAT_CANNOT_MERGE = (
+    "a NAT adapter cannot be merged into plain weights: its integration unit weighs the two branches "
+    "per token, from the layer's input"
+)
+
+
+def is_nat_adapter(path: str | None) -> bool:
+    """Whether ``path`` is a NAT folder (Dust into Gold), which only the transformers code paths can run."""
+    return path is not None and Path(path, NAT_FILES[0]).is_file()
+
+
+def check_nat_backend(adapter: str | None, backend: str, command: str) -> None:
+    """A NAT folder runs on the transformers backend only: vLLM and servers cannot run its integration unit."""
+    if is_nat_adapter(adapter) and backend != "transformers":
+        raise CuratorError(
+            f"{command}: {adapter} is a NAT adapter, which runs on the transformers backend only, "
+            f"not {backend!r}"
+        )
+
+
+def apply_adapter(model: Any, adapter: str) -> Any:
+    """``model`` with ``adapter``: a PEFT adapter (folder or hub name) merged in, a NAT folder attached."""
+    if is_nat_adapter(adapter):
+        from curator.lm.nat import load_nat
+
+        return load_nat(model, adapter)
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, adapter).merge_and_unload()
 
 
 @dataclass
@@ -112,15 +148,13 @@ def load_causal_lm(
     trust_remote_code: bool = False,
     revision: str | None = None,
 ) -> LoadedModel:
-    """A causal LM in eval mode, with ``adapter`` (a PEFT folder or hub name) merged in."""
+    """A causal LM in eval mode, with ``adapter`` (a PEFT folder or hub name, or a NAT folder) applied."""
     from transformers import AutoModelForCausalLM
 
     device = device or default_device()
     model = _from_pretrained(AutoModelForCausalLM, name_or_path, device, dtype, trust_remote_code, revision)
     if adapter is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+        model = apply_adapter(model, adapter)
     return LoadedModel(model.eval(), _tokenizer(name_or_path, trust_remote_code, revision), device)
 
 
@@ -134,14 +168,28 @@ def load_adapter_pair(
     trust_remote_code: bool = False,
     revision: str | None = None,
 ) -> tuple[LoadedModel, LoadedModel]:
-    """Two views of one base model, each with its own adapter (None: the bare base)."""
+    """Two views of one base model, each with its own adapter (None: the bare base).
+
+    With a NAT folder among them, see :func:`curator.lm.nat_views.nat_views`.
+    """
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     if first is None and second is None:
         raise ValueError("an adapter pair needs at least one adapter")
     device = device or default_device()
-    base = _from_pretrained(AutoModelForCausalLM, name_or_path, device, dtype, trust_remote_code, revision)
+
+    def load_base() -> Any:
+        return _from_pretrained(
+            AutoModelForCausalLM, name_or_path, device, dtype, trust_remote_code, revision
+        )
+
+    if is_nat_adapter(first) or is_nat_adapter(second):
+        from curator.lm.nat_views import nat_views
+
+        tokenizer = _tokenizer(name_or_path, trust_remote_code, revision)
+        return nat_views(load_base, tokenizer, device, first, second)
+    base = load_base()
     named = [(name, path) for name, path in (("first", first), ("second", second)) if path is not None]
     model = PeftModel.from_pretrained(base, named[0][1], adapter_name=named[0][0])
     for name, path in named[1:]:

@@ -69,7 +69,7 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     params = trainable(model)
     weights = load_file(path / "trainable.safetensors")
     names = {name for name, _ in params}
-    if set(weights) != names:
+    if set(weights) != names or any(weights[name].shape != p.shape for name, p in params):
         raise CuratorError(f"{path}: checkpoint parameters do not match this model and LoRA configuration")
     with torch.no_grad():
         for name, p in params:
@@ -83,6 +83,11 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
             saved["state"][index] = entry
     optimizer.load_state_dict(saved)
     _restore_rng(load_file(path / "rng.safetensors"))
+    return read_state(path)
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """A checkpoint's ``state.json`` (step, tokens, the settings' fingerprint), without its tensors."""
     return json.loads((path / "state.json").read_text())
 
 

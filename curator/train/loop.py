@@ -28,12 +28,12 @@ from curator.lm.loading import default_device, pad_id, torch_dtype
 from curator.progress import progress_bar
 from curator.train import model as models
 from curator.train.batching import collate, plan_batches
-from curator.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, trainable
+from curator.train.checkpoint import list_checkpoints, load_checkpoint, read_state, save_checkpoint, trainable
 from curator.train.config import RESUME_INVARIANT, TrainConfig, TrainResult
 from curator.train.data import Sample, TrainingTable, read_training_table
 from curator.train.objectives import Objective, load_objective
 from curator.train.plot import plot_loss, read_metrics
-from curator.train.results import ADAPTER_FILES, MetricsLog, save_adapter, save_merged, write_manifest
+from curator.train.results import WEIGHT_FILES, MetricsLog, save_adapter, save_merged, write_manifest
 
 
 @dataclass
@@ -87,20 +87,20 @@ def learning_rate(config: TrainConfig, step: int, total: int) -> float:
 
 
 def prepare(config: TrainConfig) -> Run:
-    """Read and encode the data, load the model with fresh LoRA layers, build the optimiser."""
+    """Read and encode the data, load the model with the objective's fresh trainable layers, build AdamW."""
     objective = load_objective(config)
-    data = read_training_table(config.data, config.where, objective.columns, dataset_config=config.data_config,
-                               split=config.split)
+    data = read_training_table(config.data, config.where, objective.columns, objective.build_files,
+                               dataset_config=config.data_config, split=config.split)
     device = torch.device(config.device or default_device())
     dtype = torch_dtype(config.dtype, device.type)  # as for scoring: bf16 on CUDA, fp32 elsewhere
     tokenizer = models.load_tokenizer(config)
     samples, truncated = objective.encode(data, tokenizer)
     if not samples:
         raise CuratorError(
-            f"{config.data}: no sample has a token left to learn (max_length {config.max_length})"
+            f"{data.label}: no sample has a token left to learn (max_length {config.max_length})"
         )
     kwargs = models.load_kwargs(config, device, dtype)
-    model = models.with_lora(models.load_base(objective, config.model, kwargs), config, objective).to(device)
+    model = objective.adapt(models.load_base(objective, config.model, kwargs)).to(device)
     packed = _packing(config, models.attention_of(model), objective.packable)
     objective.setup(models.frozen_loader(objective, config, kwargs, device))
     params = [p for _, p in trainable(model)]
@@ -122,12 +122,16 @@ def run_train(config: TrainConfig, callbacks: Sequence[Callable[[dict[str, Any]]
     output = Path(config.output)
     _check_output(output, config.resume)
     run = prepare(config)
-    fingerprint = {"data": run.data.fingerprint, **{k: getattr(config, k) for k in RESUME_INVARIANT}}
+    fingerprint = {
+        "data": run.data.fingerprint,
+        **{k: getattr(config, k) for k in RESUME_INVARIANT},
+        **run.objective.fingerprint(),
+    }
     state: dict[str, Any] = {"step": 0, "tokens": 0, "wall_time_s": 0.0, "fingerprint": fingerprint}
     checkpoints = list_checkpoints(output) if config.resume else []
     if checkpoints:
+        _check_resume(read_state(checkpoints[-1])["fingerprint"], fingerprint, checkpoints[-1])
         state = load_checkpoint(checkpoints[-1], run.model, run.optimizer)
-        _check_resume(state["fingerprint"], fingerprint, checkpoints[-1])
         if state["step"] > run.total_steps:
             raise CuratorError(
                 f"{checkpoints[-1]}: cannot resume, the checkpoint is at step {state['step']}, past the "
@@ -160,7 +164,7 @@ def run_train(config: TrainConfig, callbacks: Sequence[Callable[[dict[str, Any]]
     records = read_metrics(output / "metrics.jsonl")
     final_loss = records[-1]["loss"] if records else None
     outputs = [
-        *ADAPTER_FILES,
+        *run.objective.saved_files,
         "metrics.jsonl",
         *(["loss.png"] if wrote_plot else []),
         *(["merged/"] if config.merge else []),
@@ -221,7 +225,8 @@ def _steps(run: Run, state: dict[str, Any], log: MetricsLog, checkpoint: Callabl
 def _data_section(run: Run) -> dict[str, Any]:
     data = run.data
     return {
-        "path": str(run.config.data),
+        "path": data.label,
+        "files": list(data.origins),
         "fingerprint": data.fingerprint,
         "where": run.config.where,
         "rows_read": data.rows_read,
@@ -255,7 +260,7 @@ def _packing(config: TrainConfig, attention: str, packable: bool) -> bool:
 
 
 def _check_output(output: Path, resume: bool) -> None:
-    if not resume and (list_checkpoints(output) or (output / ADAPTER_FILES[1]).exists()):
+    if not resume and (list_checkpoints(output) or any((output / name).exists() for name in WEIGHT_FILES)):
         raise CuratorError(f"{output}: already holds a training run (use --resume, or another --output)")
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from curator.errors import CuratorError
+from curator.lm.loading import apply_adapter, is_nat_adapter
 from curator.train.config import TrainConfig
 from curator.train.objectives import Objective
 
@@ -62,8 +63,7 @@ def with_lora(model: Any, config: TrainConfig, objective: Objective) -> torch.nn
     """Wrap ``model`` in fresh LoRA layers; the seed makes their initialisation repeatable."""
     from peft import LoraConfig, get_peft_model
 
-    if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    enable_checkpointing(model, config)
     lora = LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
@@ -79,17 +79,20 @@ def with_lora(model: Any, config: TrainConfig, objective: Objective) -> torch.nn
         raise CuratorError(f"LoRA target modules {config.target_modules!r}: {_first_line(exc)}") from None
 
 
+def enable_checkpointing(model: Any, config: TrainConfig) -> None:
+    """Activation checkpointing when the config asks for it (non-reentrant: frozen inputs need no grad)."""
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def frozen_loader(
     objective: Objective, config: TrainConfig, kwargs: dict[str, Any], device: torch.device
 ) -> Callable[[str], torch.nn.Module]:
-    """``load(path)`` for teachers: a model folder, or a PEFT adapter on the student's base (merged)."""
+    """``load(path)`` for teachers: a model folder, or a PEFT (merged) or NAT adapter on the student's base"""
 
     def load(path: str) -> torch.nn.Module:
-        if (Path(path) / "adapter_config.json").exists():
-            from peft import PeftModel
-
-            base = load_base(objective, config.model, kwargs)
-            model = PeftModel.from_pretrained(base, path).merge_and_unload()
+        if (Path(path) / "adapter_config.json").exists() or is_nat_adapter(path):
+            model = apply_adapter(load_base(objective, config.model, kwargs), path)
         else:
             model = load_base(objective, path, kwargs)
         model.requires_grad_(False)

@@ -12,10 +12,13 @@ from typing import Any
 
 import torch
 
+from curator.lm.loading import NAT_FILES
 from curator.outputs import package_versions, write_json
 from curator.train.plot import read_metrics
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+WEIGHT_FILES = (ADAPTER_FILES[1], NAT_FILES[1])
+"""A finished run's weights, PEFT's or NAT's: an output folder holding one is taken."""
 
 
 class MetricsLog:
@@ -79,7 +82,10 @@ class MetricsLog:
 
 
 def save_adapter(model: Any, output: Path) -> None:
-    """PEFT's own layout (what ``PeftModel.from_pretrained`` and vLLM load), renamed into place whole."""
+    """The model's own layout, renamed into place whole.
+
+    PEFT's (what ``PeftModel.from_pretrained`` and vLLM load), or NAT's.
+    """
     tmp = output / ".adapter.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
