@@ -12,18 +12,19 @@ import json
 
 import click
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from curator.errors import CuratorError
 from curator.formats import EXPORT_FORMATS, TEMPLATES, export_record
 from curator.io import Source
-from curator.outputs import atomic_path
+from curator.outputs import atomic_path, check_output_file
 from curator.train.data import row_weights, where_mask
 
 
 @click.command("export")
 @click.argument("file", type=click.Path())
 @click.option("--format", "format_", required=True, type=click.Choice(EXPORT_FORMATS), help="Target layout.")
-@click.option("--output", required=True, type=click.Path(dir_okay=False), help="OUT.jsonl")
+@click.option("--output", required=True, type=click.Path(), help="OUT.jsonl")
 @click.option(
     "--template",
     type=click.Choice(TEMPLATES),
@@ -40,18 +41,22 @@ def export(
 ) -> None:
     """Write FILE's curated rows as JSONL in a format other trainers read."""
     source = Source.open(file)
+    check_output_file(output, inputs=source.files())
     written = skipped = weighted = 0
     with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8") as out:
+        first_row = 1
         for batch in source.checked_batches():
             table = pa.Table.from_batches([batch])
+            weights = row_weights(table, file, first_row)  # before --where, so an error names the file's row
+            first_row += batch.num_rows
             for clause in where:
-                table = table.filter(where_mask(table, clause, file))
+                mask = where_mask(table, clause, file)
+                table, weights = table.filter(mask), weights[pc.fill_null(mask, False).to_numpy(zero_copy_only=False)]
             missing = [c for c in extra if c not in table.column_names]
             if missing:
                 raise CuratorError(
                     f"{file}: --extra column '{missing[0]}' not found (has: {', '.join(table.column_names)})"
                 )
-            weights = row_weights(table, file)
             skipped += int((weights == 0).sum())
             weighted += int(((weights != 0) & (weights != 1)).sum())
             for row in table.filter(pa.array(weights > 0)).to_pylist():

@@ -34,7 +34,7 @@ from curator.backend import (
 from curator.generate.config import GenerateConfig, GenerateResult
 from curator.generate.prompts import QUESTION_STOP, Prompting, make_prompting
 from curator.generate.store import CandidateStore
-from curator.outputs import package_versions, write_json
+from curator.outputs import output_lock, package_versions, write_json
 from curator.plugins import Registry, get_registry
 from curator.progress import progress_bar
 from curator.questions import Question, QuestionFile
@@ -72,7 +72,10 @@ def run_generate(config: GenerateConfig, *, registry: Registry | None = None) ->
     backend = registry.backend(config.backend)(config.for_backend())
     prompting = make_prompting(config.prompt, config.exemplars, config.task)
     questions = QuestionFile(config.input, task)
-    return asyncio.run(GenerateRun(config, task, backend, prompting, questions).run())
+    writes = ("candidates.parquet", "failures.jsonl", "manifest.json")
+    inputs = [config.input, config.exemplars, config.model]
+    with output_lock(config.output, "generate", inputs=inputs, writes=writes):
+        return asyncio.run(GenerateRun(config, task, backend, prompting, questions).run())
 
 
 class GenerateRun:
@@ -111,6 +114,7 @@ class GenerateRun:
                 finally:
                     flusher.cancel()
                     self._flush()
+        (Path(self.settings.output) / "manifest.json").unlink(missing_ok=True)  # written last, once complete
         table = self.store.finalize(self.order, self.schema)
         self.store.write_failures(self.failures)
         manifest = self._manifest(table, time.perf_counter() - started)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from curator.errors import CuratorError
-from curator.outputs import package_versions, write_json
+from curator.outputs import output_lock, package_versions, write_json
 from curator.plugins import Registry, get_registry
 from curator.report.analysis import RecipeOutcome, load_outcome
 from curator.report.compose import ReportFiles, write_report
@@ -45,9 +45,15 @@ def recipe_names(paths: Sequence[Path]) -> list[str]:
 
 def run_compare(config: CompareConfig, *, registry: Registry | None = None) -> CompareResult:
     """Build every recipe (scores shared through the cache), optionally train and evaluate, report."""
+    inputs = [*config.recipes, config.eval_data, config.model, config.train_config]
+    writes = ("manifest.json", "report.md", "report.html")
+    with output_lock(config.output, "compare", inputs=inputs, writes=writes):
+        return _compare(config, registry or get_registry())
+
+
+def _compare(config: CompareConfig, registry: Registry) -> CompareResult:
     from curator.build import load_recipe, run_build
 
-    registry = registry or get_registry()
     paths, output_dir, overrides = [Path(p) for p in config.recipes], Path(config.output), config.overrides
     train_eval: TrainEval | None = None
     if config.train_eval:
@@ -61,6 +67,7 @@ def run_compare(config: CompareConfig, *, registry: Registry | None = None) -> C
             f"compare: the recipes use different tasks ({', '.join(sorted(tasks))}); compare one task"
         )
     names = recipe_names(paths)
+    (output_dir / "manifest.json").unlink(missing_ok=True)  # the builds below change what it describes
     outcomes = []
     for name, recipe in zip(names, recipes, strict=True):
         folder = output_dir / "recipes" / name

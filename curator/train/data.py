@@ -9,6 +9,7 @@ removed, a weight-0 row is exactly a row that was never there.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ import pyarrow.compute as pc
 
 from curator.errors import CuratorError
 from curator.formats import Example
-from curator.io import Source
+from curator.io import Source, row_place
 
 IGNORE = -100
 """Target id of a position that carries no loss (prompt, padding, the last input token)."""
@@ -48,6 +49,8 @@ class TrainingTable:
     rows_read: int
     rows_filtered: int
     rows_zero_weight: int
+    rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    """The 1-based row of the file each row of ``table`` comes from, for errors."""
 
 
 def read_training_table(path: str, where: list[str], columns: tuple[str, ...]) -> TrainingTable:
@@ -57,18 +60,20 @@ def read_training_table(path: str, where: list[str], columns: tuple[str, ...]) -
     if table.num_rows == 0:
         raise CuratorError(f"{path}: no rows")
     rows_read = table.num_rows
+    chosen = np.ones(rows_read, dtype=bool)
     for clause in where:
-        table = table.filter(where_mask(table, clause, path))
-    rows_filtered = rows_read - table.num_rows
+        chosen &= pc.fill_null(where_mask(table, clause, path), False).to_numpy(zero_copy_only=False)
+    rows_filtered = rows_read - int(chosen.sum())
     for column in columns:
         if column not in table.column_names:
             raise CuratorError(f"{path}: missing column '{column}' (has: {', '.join(table.column_names)})")
-    weights = row_weights(table, path)
-    table, weights = table.filter(pa.array(weights > 0)), weights[weights > 0]
+    weights = row_weights(table, path)  # over every row, so an error names the row of the file
+    rows = np.flatnonzero(chosen & (weights > 0))
+    table, weights = table.take(pa.array(rows)), weights[rows]
     rows_zero_weight = rows_read - rows_filtered - table.num_rows
     if table.num_rows == 0:
         raise CuratorError(f"{path}: no rows left to train on after --where and weight-0 rows")
-    return TrainingTable(table, weights, source.fingerprint(), rows_read, rows_filtered, rows_zero_weight)
+    return TrainingTable(table, weights, source.fingerprint(), rows_read, rows_filtered, rows_zero_weight, rows + 1)
 
 
 def where_mask(table: pa.Table, clause: str, path: str) -> pa.ChunkedArray:
@@ -96,8 +101,8 @@ def where_mask(table: pa.Table, clause: str, path: str) -> pa.ChunkedArray:
     return pc.invert(mask) if negate else mask
 
 
-def row_weights(table: pa.Table, path: str) -> np.ndarray:
-    """The ``weight`` column as float32, missing column or null meaning 1.0."""
+def row_weights(table: pa.Table, path: str, first_row: int = 1) -> np.ndarray:
+    """The ``weight`` column as float32, missing column or null meaning 1.0 (``first_row``: the table's, in the file)."""
     if "weight" not in table.column_names:
         return np.ones(table.num_rows, dtype=np.float32)
     try:
@@ -108,8 +113,8 @@ def row_weights(table: pa.Table, path: str) -> np.ndarray:
         ) from None
     weights = pc.fill_null(column, 1.0).to_numpy()
     if not np.isfinite(weights).all() or (weights < 0).any():
-        row = int(np.flatnonzero(~np.isfinite(weights) | (weights < 0))[0]) + 1
-        raise CuratorError(f"{path}: row {row}: column 'weight' must be a finite number >= 0")
+        row = int(np.flatnonzero(~np.isfinite(weights) | (weights < 0))[0]) + first_row
+        raise CuratorError(f"{row_place(Path(path), row)}: column 'weight' must be a finite number >= 0")
     return weights.astype(np.float32)
 
 

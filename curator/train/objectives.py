@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -27,6 +28,7 @@ import torch
 
 from curator.errors import CuratorError
 from curator.formats import format_row
+from curator.io import row_place
 from curator.lm.head import base_model, logit_adjustment
 from curator.train.batching import Batch
 from curator.train.config import OBJECTIVES, TrainConfig
@@ -135,9 +137,9 @@ class NCE(CausalLM):
     def values(self, data: TrainingTable) -> dict[str, np.ndarray]:
         beta = data.table.column("nce_beta")
         if beta.null_count:
-            row = int(pc.index(pc.is_null(beta), True).as_py()) + 1
+            row = int(data.rows[int(pc.index(pc.is_null(beta), True).as_py())])
             raise CuratorError(
-                f"{self.config.data}: row {row}: 'nce_beta' is null (run the nce_kl filter first)"
+                f"{row_place(Path(self.config.data), row)}: 'nce_beta' is null (run the nce_kl filter first)"
             )
         return {"nce_beta": pc.cast(beta, "float32").to_numpy()}
 
