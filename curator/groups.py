@@ -46,10 +46,10 @@ def warn_repeated_samples(batch: pa.RecordBatch) -> None:
     if repeated.num_rows:
         group, sample = repeated.column("group")[0].as_py(), repeated.column("sample")[0].as_py()
         first_id = batch.column("id")[int(group_starts(batch.column("id"))[group])].as_py()
-        extra = int(pc.sum(repeated.column("count_all")).as_py()) - repeated.num_rows
+        shared = int(pc.sum(repeated.column("count_all")).as_py())
         warnings.warn(
-            f"{extra} rows repeat the (id, sample) of another row (first: id '{first_id}', sample {sample}); "
-            "each one votes", UserWarning, stacklevel=2,
+            f"{shared} rows share their (id, sample) with another row (first: id '{first_id}', sample {sample}); "
+            "each of them votes", UserWarning, stacklevel=2,
         )
 
 

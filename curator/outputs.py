@@ -129,7 +129,10 @@ def check_output_folder(folder: str | Path, inputs: Iterable[str | Path | None] 
                         writes: Iterable[str] = ()) -> Path:
     """An output folder that exists or can be made, and is writable; ``writes`` are the files the run puts in it."""
     folder = Path(folder)
-    check_not_input([folder, *(folder / name for name in writes)], inputs)
+    inputs = list(inputs)
+    # A folder read whole (a saved dataset, an adapter) may take outputs beside its files; a file may not be replaced.
+    check_not_input([folder], [p for p in inputs if p is not None and Path(p).is_file()])
+    check_not_input([folder / name for name in writes], inputs)
     if folder.exists() and not folder.is_dir():
         kind = "a file" if folder.is_file() else "not a folder (a device or pipe)"
         raise CuratorError(f"{folder}: is {kind}; the output must be a folder")
@@ -164,11 +167,7 @@ def output_lock(folder: str | Path, command: str, *, inputs: Iterable[str | Path
     first output, and to write last.
     """
     folder = check_output_folder(folder, inputs, writes)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, file_mode())
-    except OSError as exc:
-        raise CuratorError(f"{folder}: cannot be used as the output folder ({exc.strerror})") from None
+    fd = _open_lock(folder, LOCK_NAME, "the output folder")
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -191,6 +190,15 @@ def output_lock(folder: str | Path, command: str, *, inputs: Iterable[str | Path
             raise
     finally:
         os.close(fd)  # releases the lock
+
+
+def _open_lock(folder: Path, name: str, role: str) -> int:
+    """The folder, made if need be, and a descriptor of its lock file (not yet locked)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return os.open(folder / name, os.O_RDWR | os.O_CREAT, file_mode())
+    except OSError as exc:
+        raise CuratorError(f"{folder}: cannot be used as {role} ({reason(exc)})") from None
 
 
 WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
@@ -261,11 +269,7 @@ def cache_in_use(root: str | Path, folders: Iterable[str] = ("prepared", "scores
     if root.exists() and not root.is_dir():
         raise CuratorError(f"{root}: the score cache must be a folder, and this is a file (set 'cache' elsewhere)")
     _check_creatable(root, f"{root}: cannot be used as the score cache")
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(root / CACHE_LOCK, os.O_RDWR | os.O_CREAT, file_mode())
-    except OSError as exc:
-        raise CuratorError(f"{root}: cannot be used as the score cache ({exc.strerror})") from None
+    fd = _open_lock(root, CACHE_LOCK, "the score cache")
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -53,6 +53,11 @@ def write_lines(path: Path, rows: list[dict], extra: bytes = b"") -> Path:
     return path
 
 
+def put(path: Path, content: str | bytes) -> Path:
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return path
+
+
 def invalid_utf8_strings(values: list[bytes]) -> pa.Array:
     """A string array holding bytes that are not UTF-8 (pyarrow builds it without checking)."""
     offsets = [0]
@@ -85,30 +90,25 @@ def world(tmp_path_factory, tiny_llama) -> World:
     feather.write_feather(pa.table({"id": ["a", "a"], "question": ["q", "q"],
                                     "rationale": invalid_utf8_strings([b"fine", b"\xfe\xff"])}),
                           p["bad_utf8_arrow"], compression="uncompressed")
-    p["bad_json"] = root / "bad-json.jsonl"
-    p["bad_json"].write_text(json.dumps(rows[0]) + '\n{"id": "q0", "question": \n')
+    p["bad_json"] = put(root / "bad-json.jsonl", json.dumps(rows[0]) + '\n{"id": "q0", "question": \n')
     p["no_rationale"] = write_lines(root / "no-rationale.jsonl", [{"id": "a", "question": "q"}])
     p["null_id"] = write_lines(root / "null-id.jsonl", [rows[0], {**rows[1], "id": None}])
     p["scattered"] = write_lines(root / "scattered.jsonl", [rows[0], rows[3], rows[1]])
     p["mixed"] = write_lines(root / "mixed.jsonl", [{**rows[0], "reference": 1}, {**rows[1], "reference": "one"}])
     p["keep"] = write_lines(root / "keep.jsonl", [{**r, "keep": True} for r in rows])
-    p["empty"] = root / "empty.jsonl"
-    p["empty"].write_text("\n")
-    p["csv"] = root / "c.csv"
-    p["csv"].write_text("id,question\n")
-    p["garbage_parquet"] = root / "garbage.parquet"
-    p["garbage_parquet"].write_bytes(b"PAR1 not really")
+    p["empty"] = put(root / "empty.jsonl", "\n")
+    p["csv"] = put(root / "c.csv", "id,question\n")
+    p["garbage_parquet"] = put(root / "garbage.parquet", b"PAR1 not really")
     p["negative_weight"] = root / "weights.parquet"
     pq.write_table(table.append_column("weight", pa.array([1.0, 1.0, 1.0, -2.0, 1.0], pa.float32())),
                    p["negative_weight"])
     p["test_set"] = write_lines(root / "test.jsonl", [{"id": "t1", "question": "1 + 1?", "reference": "2"}])
     p["no_gold"] = write_lines(root / "no-gold.jsonl", [{"id": "t1", "question": "1 + 1?"}])
     p["questions"] = write_lines(root / "questions.jsonl", [{"id": "t1", "question": "1 + 1?"}])
-    p["afile"] = root / "afile"
-    p["afile"].write_text("a file\n")
+    p["afile"] = put(root / "afile", "a file\n")
     p["link_to_parquet"] = root / "link.parquet"
     p["link_to_parquet"].symlink_to(p["parquet"])
-    # saved datasets, broken three ways
+    # saved datasets, broken four ways
     for name, state in (("hf_bad_state", b"{not json"), ("hf_no_files", b'{"_fingerprint": "x"}'),
                         ("hf_missing_file", b'{"_data_files": [{"filename": "data-00000-of-00001.arrow"}]}'),
                         ("hf_garbage_file", b'{"_data_files": [{"filename": "data.arrow"}]}')):
@@ -118,14 +118,10 @@ def world(tmp_path_factory, tiny_llama) -> World:
         p[name] = folder
     (p["hf_garbage_file"] / "data.arrow").write_bytes(b"not arrow")
     # recipes and configs that are not what they should be
-    p["recipe_bad_utf8"] = root / "bad-utf8.yaml"
-    p["recipe_bad_utf8"].write_bytes(b"input: c.jsonl\ntask: gsm8k\n# caf\xe9\n")
-    p["recipe_bad_yaml"] = root / "bad-yaml.yaml"
-    p["recipe_bad_yaml"].write_text("input: c.jsonl\ntask: [gsm8k\n")
-    p["recipe_list"] = root / "list.yaml"
-    p["recipe_list"].write_text("- input: c.jsonl\n")
-    p["train_config_bad_utf8"] = root / "train.yaml"
-    p["train_config_bad_utf8"].write_bytes(b"lr: 0.001 # \xff\n")
+    p["recipe_bad_utf8"] = put(root / "bad-utf8.yaml", b"input: c.jsonl\ntask: gsm8k\n# caf\xe9\n")
+    p["recipe_bad_yaml"] = put(root / "bad-yaml.yaml", "input: c.jsonl\ntask: [gsm8k\n")
+    p["recipe_list"] = put(root / "list.yaml", "- input: c.jsonl\n")
+    p["train_config_bad_utf8"] = put(root / "train.yaml", b"lr: 0.001 # \xff\n")
     p["folder"] = root / "a-folder"
     p["folder"].mkdir()
     # models and adapters

@@ -40,7 +40,7 @@ def test_all_formats_give_the_same_build(tmp_path, table):
     datasets.Dataset(table).save_to_disk(str(paths["hf"]))
     results = {}
     for name, path in paths.items():
-        curated, rejected, manifest = read_split(build(tmp_path, path, ["majority_vote"], name=f"out-{name}").output_dir)
+        curated, rejected, manifest = read_split(build(tmp_path, path, ["majority_vote"], name=name).output_dir)
         assert manifest["input"]["format"] == name
         results[name] = (curated.select(["id", "sample", "answer"]).to_pylist(), rejected.num_rows)
     assert len({json.dumps(r) for r in results.values()}) == 1
@@ -71,7 +71,7 @@ GOOD = {"id": "a", "question": "q", "rationale": "r 1"}
         ([json.dumps(GOOD), json.dumps({**GOOD, "id": None})], r"c\.jsonl:2: column 'id' is null"),
         ([json.dumps(GOOD), json.dumps({**GOOD, "question": None})], r"c\.jsonl:2: column 'question' is null"),
         ([json.dumps(GOOD), json.dumps({**GOOD, "id": "b"}), json.dumps(GOOD)],
-         r"c\.jsonl: id 'a' is not contiguous \(rows 1 and 3"),
+         r"c\.jsonl: id 'a' is not contiguous \(line 1 and line 3"),
     ],
 )
 def test_bad_input_is_one_clear_error(tmp_path, lines, message):

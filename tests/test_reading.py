@@ -1,4 +1,4 @@
-"""JSONL read right past its first block, in batches of ``batch_rows``, in memory that does not grow with the file."""
+"""Reading inputs: JSONL right past its first block, in batches of ``batch_rows`` and bounded memory; Parquet's encodings."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from helpers_build import build, read_split
 
@@ -144,3 +145,20 @@ def test_peak_memory_does_not_grow_with_the_file(tmp_path):
         peaks.append(int(run.stdout.split()[-1]))
         path.unlink()
     assert peaks[1] <= 1.3 * peaks[0], f"peak RSS {peaks[0] >> 10} MB at 100k rows, {peaks[1] >> 10} MB at 500k"
+
+
+def test_dictionary_encoded_text_columns_are_read_as_text(tmp_path):
+    """What pandas writes for a categorical column (and Parquet keeps), e.g. a repeated ``model`` or ``id``."""
+    table = pa.table({
+        "id": pa.array(["a", "a", "b"]).dictionary_encode(),
+        "question": pa.array(["q", "q", "r"]).dictionary_encode(),
+        "rationale": ["The answer is 1.", "The answer is 1.", "The answer is 2."],
+        "model": pa.array(["m", "m", "m"]).dictionary_encode(),
+        "source": pa.array(["x", "y", "x"]).dictionary_encode(),  # not in the row schema: carried, as text
+    })
+    path = tmp_path / "c.parquet"
+    pq.write_table(table, path)
+    curated, _, manifest = read_split(build(tmp_path, path, ["majority_vote"]).output_dir)
+    assert manifest["rows_out"] == 3
+    assert {curated.schema.field(c).type for c in ("id", "question", "model", "source")} == {pa.string()}
+    assert curated.column("source").to_pylist() == ["x", "y", "x"]
