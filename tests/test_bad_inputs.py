@@ -73,7 +73,7 @@ def world(tmp_path_factory, tiny_llama) -> World:
     from safetensors.torch import load_file
     from transformers.utils import logging
 
-    from curator.testing.tiny import build_tiny_lora
+    from curator.testing.tiny import build_tiny_llama, build_tiny_lora
     from curator.train import TrainConfig, run_train
 
     logging.disable_progress_bar()  # the CLI hides it before transformers is imported; here it already is
@@ -121,12 +121,15 @@ def world(tmp_path_factory, tiny_llama) -> World:
     p["recipe_bad_utf8"] = put(root / "bad-utf8.yaml", b"input: c.jsonl\ntask: gsm8k\n# caf\xe9\n")
     p["recipe_bad_yaml"] = put(root / "bad-yaml.yaml", "input: c.jsonl\ntask: [gsm8k\n")
     p["recipe_list"] = put(root / "list.yaml", "- input: c.jsonl\n")
+    p["exemplars_bad_utf8"] = put(root / "exemplars.jsonl", b'{"question": "1 + 1?", "answer": "2"}\n'
+                                                            b'{"question": "caf\xe9?", "answer": "1"}\n')
     p["train_config_bad_utf8"] = put(root / "train.yaml", b"lr: 0.001 # \xff\n")
     p["folder"] = root / "a-folder"
     p["folder"].mkdir()
     # models and adapters
     p["model"] = tiny_llama
     p["adapter"] = build_tiny_lora(tiny_llama, root / "adapter")
+    p["other_model"] = build_tiny_llama(root / "other-model", hidden_size=48, intermediate_size=96)
     p["empty_model"] = root / "empty-model"
     p["empty_model"].mkdir()
     p["config_only"] = root / "config-only"
@@ -317,6 +320,8 @@ CASES: dict[str, Case] = {
                                   lambda w, t: f"{w.broken_adapter / 'adapter_config.json'}: not valid JSON"),
     "adapter pickled": Case(lambda w, t: evaluate(w, t, "--adapter", str(w.pickled_adapter)),
                             lambda w, t: f"{w.pickled_adapter}: holds pickled weights only (adapter_model.bin)"),
+    "adapter for another base": Case(lambda w, t: evaluate(w, t, "--adapter", str(w.adapter), model=w.other_model),
+                                     lambda w, t: f"{w.adapter}: its tensors do not fit this model's shapes"),
     "adapter is a model": Case(lambda w, t: evaluate(w, t, "--adapter", str(w.model)),
                                lambda w, t: f"{w.model}: not a PEFT adapter folder (no adapter_config.json)"),
     # -- eval --
@@ -358,6 +363,9 @@ CASES: dict[str, Case] = {
                                          lambda w, t: f"{w.questions}: is this run's input", lambda w, t: []),
     "generate input invalid UTF-8": Case(lambda w, t: [*generate(w, t)[:2], str(w.bad_utf8), *generate(w, t)[3:]],
                                          lambda w, t: f"{w.bad_utf8}:3: not UTF-8"),
+    "generate exemplars invalid UTF-8": Case(
+        lambda w, t: [*generate(w, t), "--prompt", "few-shot-cot", "--exemplars", str(w.exemplars_bad_utf8)],
+        lambda w, t: f"{w.exemplars_bad_utf8}:2: not UTF-8 text (byte 0xe9)"),
     # -- export --
     "export over its input": Case(lambda w, t: export(t / "c.parquet", t / "c.parquet"),
                                   lambda w, t: f"{t / 'c.parquet'}: is this run's input", lambda w, t: []),

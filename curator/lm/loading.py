@@ -248,14 +248,20 @@ def _with_adapter(model: Any, adapter: str, **kwargs: Any) -> Any:
     try:
         return PeftModel.from_pretrained(model, adapter, **kwargs)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise CuratorError(f"{adapter}: cannot load the adapter onto this model ({first_line(exc)})") from None
+        raise _adapter_error(adapter, exc) from None
 
 
 def _load_adapter(model: Any, adapter: str, name: str) -> None:
     try:
         model.load_adapter(adapter, adapter_name=name)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise CuratorError(f"{adapter}: cannot load the adapter onto this model ({first_line(exc)})") from None
+        raise _adapter_error(adapter, exc) from None
+
+
+def _adapter_error(adapter: str, exc: BaseException) -> CuratorError:
+    if "size mismatch" in str(exc):
+        return CuratorError(f"{adapter}: its tensors do not fit this model's shapes (an adapter for another base?)")
+    return CuratorError(f"{adapter}: cannot load the adapter onto this model ({first_line(exc)})")
 
 
 def hub_hint(exc: BaseException) -> str:
