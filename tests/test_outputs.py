@@ -142,3 +142,19 @@ def _train_data(tmp_path: Path) -> Path:
     if not path.exists():
         pq.write_table(make_candidates([["1", "2", "3", "4"], ["5", "6", "7", "8"]]), path)
     return path
+
+
+def test_a_metrics_line_cut_short_by_a_kill_is_dropped_on_resume(tmp_path, tiny_llama):
+    from curator.train import TrainConfig, run_train
+
+    def config(**extra: object) -> TrainConfig:
+        return TrainConfig(data=str(_train_data(tmp_path)), model=str(tiny_llama), output=str(tmp_path / "out"),
+                           log_every=1, save_every=1, progress=False, **extra)
+
+    run_train(config(max_steps=2))
+    metrics = tmp_path / "out" / "metrics.jsonl"
+    with metrics.open("a") as handle:
+        handle.write('{"step": 3, "lo')  # the write a kill interrupted
+    result = run_train(config(max_steps=3, resume=True))
+    assert result.steps == 3
+    assert [json.loads(line)["step"] for line in metrics.read_text().splitlines()] == [1, 2, 3]
