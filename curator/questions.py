@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from curator.errors import CuratorError
 from curator.hf import DatasetSource, dataset_input
-from curator.io import Source
+from curator.io import Source, row_name, row_place
 from curator.task import Task
 
 REFERENCE_COLUMNS = ("reference", "answer")
@@ -75,13 +75,13 @@ class QuestionFile:
             for i, (qid, text) in enumerate(zip(ids, questions.to_pylist())):
                 row += 1
                 if not text or not text.strip():
-                    raise CuratorError(f"{path}: row {row}: column 'question' is empty")
+                    raise CuratorError(f"{row_place(path, row)}: column 'question' is empty")
                 if qid is None:
                     qid = question_id(text)
                     seen[qid] = seen.get(qid, 0) + 1
                     qid = qid if seen[qid] == 1 else f"{qid}-{seen[qid]}"
                 elif qid in seen:
-                    raise CuratorError(f"{path}: row {row}: id '{qid}' already used on row {seen[qid]}")
+                    raise CuratorError(f"{row_place(path, row)}: id '{qid}' already used on {row_name(path, seen[qid])}")
                 else:
                     seen[qid] = row
                 yield Question(qid, text, None if references is None else references[i])
@@ -101,5 +101,5 @@ def _ids(batch: pa.RecordBatch, path: Path, first_row: int) -> list[str | None]:
         return [None] * batch.num_rows
     if column.null_count:
         row = first_row + 1 + int(pc.index(pc.is_null(column), True).as_py())
-        raise CuratorError(f"{path}: row {row}: column 'id' is null")
+        raise CuratorError(f"{row_place(path, row)}: column 'id' is null")
     return column.to_pylist()

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from curator.errors import CuratorError
 from curator.hf import DatasetName, is_dataset_name
+from curator.lm.loading import check_device
+from curator.settings import read_yaml, read_yaml_file
 
 TOP_LEVEL_KEYS = {"input", "task", "filters", "output", "regroup", "batch_rows", "cache", "rejected_by_step", "device",
                   "executor", "config", "split", "dataset", "name"}
@@ -93,14 +93,7 @@ class Recipe:
 def load_recipe(path: str | Path, overrides: Iterable[str] = ()) -> Recipe:
     """Read a recipe file, apply ``KEY=VALUE`` overrides, and check it."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise CuratorError(f"{path}: no such recipe file") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise CuratorError(f"{path}{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    raw = read_yaml_file(path, "recipe file")
     if not isinstance(raw, dict):
         raise CuratorError(f"{path}: a recipe is a mapping with keys input, task, filters, output")
     for override in overrides:
@@ -113,7 +106,7 @@ def apply_override(raw: dict[str, Any], override: str, path: Path | str = "recip
     key, sep, text = override.partition("=")
     if not sep or not key:
         raise CuratorError(f"--set {override!r}: expected KEY=VALUE")
-    value = yaml.safe_load(text) if text else ""
+    value = read_yaml(text, f"--set {key}", lines=False) if text else ""
     parts = key.split(".")
     node: Any = raw
     for i, part in enumerate(parts):
@@ -152,6 +145,8 @@ def parse_recipe(raw: dict[str, Any], *, base_dir: Path, source: Path | None = N
     batch_rows = raw.get("batch_rows", 16384)
     if not isinstance(batch_rows, int) or batch_rows < 1:
         raise CuratorError(f"{where}: 'batch_rows' must be a positive integer")
+    if raw.get("device"):
+        check_device(str(raw["device"]), f"{where}: device")
     executor = raw.get("executor", "local")
     if executor not in EXECUTORS:
         raise CuratorError(f"{where}: 'executor' must be one of {', '.join(EXECUTORS)}, got {executor!r}")
@@ -234,11 +229,14 @@ def parse_steps(items: Any, where: Path | str) -> list[Step]:
             filter_name, options = item, {}
         elif isinstance(item, dict) and len(item) == 1:
             filter_name, options = next(iter(item.items()))
+            if not isinstance(options, dict | None):
+                raise CuratorError(
+                    f"{where}: filters[{position}] ({filter_name}): options must be a mapping "
+                    f"(option: value), got {type(options).__name__}"
+                )
             options = dict(options or {})
         else:
             raise CuratorError(f"{where}: filters[{position}] must be 'name' or 'name: {{options}}'")
-        if not isinstance(options, dict):
-            raise CuratorError(f"{where}: filters[{position}] ({filter_name}): options must be a mapping")
         step_name = str(options.pop("name", filter_name))
         if any(s.name == step_name for s in steps):
             raise CuratorError(

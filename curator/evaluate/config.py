@@ -9,7 +9,7 @@ from typing import Any
 from curator.errors import CuratorError
 from curator.evaluate.voting import PRESETS, STRATEGIES, TIE_RULES
 from curator.formats import FORMATS
-from curator.lm.loading import DTYPES, check_nat_backend
+from curator.lm.loading import DTYPES, check_device, check_nat_backend
 from curator.settings import check_bounds, setting
 
 
@@ -62,6 +62,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         check_bounds(self, "eval")
+        check_device(self.device)
         if self.strategy == "greedy":
             if self.n not in (None, 1):
                 raise CuratorError("eval: strategy 'greedy' takes one completion per question (drop --n)")

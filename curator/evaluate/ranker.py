@@ -12,7 +12,6 @@ filter all encode a (question, rationale) pair with the filter's
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,21 +20,23 @@ import numpy as np
 
 from curator.errors import CuratorError
 from curator.lm.loading import LoadedModel, load_sequence_classifier, require_lm
+from curator.lm.weights import adapter_config
 
 
 def load_ranker(path: str | Path, *, device: str | None = None, dtype: str | None = None) -> LoadedModel:
     """A ranker from a PEFT adapter folder (on the base it names) or a full classifier folder."""
     require_lm("the ASC ranker")
     folder = Path(path)
-    adapter_config = folder / "adapter_config.json"
-    if not adapter_config.exists():
+    if not (folder / "adapter_config.json").exists():
         return load_sequence_classifier(str(path), device=device, dtype=dtype)
-    config = json.loads(adapter_config.read_text())
+    config = adapter_config(folder)
     if config.get("task_type") != "SEQ_CLS":
         raise CuratorError(
             f"{folder}: a {config.get('task_type')} adapter, not a ranker (train with --objective ranker)"
         )
-    base = config["base_model_name_or_path"]
+    base = config.get("base_model_name_or_path")
+    if not isinstance(base, str):
+        raise CuratorError(f"{folder}/adapter_config.json: no 'base_model_name_or_path' naming the ranker's base")
     try:
         return load_sequence_classifier(base, adapter=str(folder), num_labels=1, device=device, dtype=dtype)
     except OSError as exc:

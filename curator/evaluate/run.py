@@ -34,11 +34,13 @@ from curator.evaluate.voting import (
     wilson_interval,
 )
 from curator.formats import prompt_of, stops
-from curator.outputs import atomic_path, package_versions, write_json
+from curator.outputs import atomic_path, output_lock, package_versions, write_json
 from curator.plugins import Registry, get_registry
 from curator.progress import progress_bar
 from curator.questions import QuestionFile
 from curator.task import Task
+
+OUTPUTS = ("predictions.parquet", "metrics.json")
 
 
 def read_test_set(
@@ -57,6 +59,8 @@ def read_test_set(
     if not questions.has_reference:
         raise CuratorError(f"{path}: no gold answers (a 'reference' or 'answer' column)")
     rows = list(itertools.islice(questions, limit))
+    if not rows:
+        raise CuratorError(f"{path}: no questions")
     return pa.table({
         "id": pa.array([q.id for q in rows], pa.string()),
         "question": pa.array([q.question for q in rows], pa.string()),
@@ -102,9 +106,14 @@ def generate(config: EvalConfig, questions: list[str], registry: Registry) -> li
 
 
 def run_eval(config: EvalConfig, *, registry: Registry | None = None) -> EvalResult:
-    """Generate, parse, vote and write ``predictions.parquet`` and ``metrics.json``."""
+    """Generate, parse, vote and write ``predictions.parquet`` and ``metrics.json`` (last: the folder is complete)."""
+    inputs = [config.data, config.model, config.adapter, config.ranker]
+    with output_lock(config.output, "eval", inputs=inputs, writes=OUTPUTS):
+        return _evaluate(config, registry or get_registry())
+
+
+def _evaluate(config: EvalConfig, registry: Registry) -> EvalResult:
     started = time.time()
-    registry = registry or get_registry()
     task = registry.task(config.task)
     test = read_test_set(config.data, task, config.limit, config=config.config, split=config.split)
     results = generate(config, test["question"].to_pylist(), registry)
@@ -132,6 +141,7 @@ def run_eval(config: EvalConfig, *, registry: Registry | None = None) -> EvalRes
     predictions = _predictions(test, candidates, results, votes, correct, scores, earned)
     output = Path(config.output)
     path = output / "predictions.parquet"
+    (output / "metrics.json").unlink(missing_ok=True)  # written last: only a finished run has it
     with atomic_path(path) as tmp:
         pq.write_table(predictions, tmp)
     right, total = float(earned.sum()), test.num_rows

@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from curator.errors import CuratorError
 from curator.export.config import ExportConfig, ExportResult
 from curator.export.llamafactory import LLAMAFACTORY_FORMATS, register
 from curator.formats import WEIGHTED_FORMATS, export_record
 from curator.io import Source
-from curator.outputs import atomic_path
+from curator.outputs import atomic_path, check_output_file
 from curator.train.data import row_weights, where_mask
 
 
@@ -25,18 +26,21 @@ def run_export(config: ExportConfig) -> ExportResult:
     source = Source.open(config.file)
     carry_weight = config.weight and config.format in WEIGHTED_FORMATS
     written = skipped = weights_dropped = 0
-    output = Path(config.output)
+    output = check_output_file(config.output, inputs=source.files())
     with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8") as out:
+        first_row = 1
         for batch in source.checked_batches():
             table = pa.Table.from_batches([batch])
+            weights = row_weights(table, config.file, first_row)  # before --where, so an error names the file's row
+            first_row += batch.num_rows
             for clause in config.where:
-                table = table.filter(where_mask(table, clause, config.file))
+                mask = where_mask(table, clause, config.file)
+                table, weights = table.filter(mask), weights[pc.fill_null(mask, False).to_numpy(zero_copy_only=False)]
             missing = [c for c in config.extra if c not in table.column_names]
             if missing:
                 raise CuratorError(
                     f"{config.file}: --extra column '{missing[0]}' not found (has: {', '.join(table.column_names)})"
                 )
-            weights = row_weights(table, config.file)
             skipped += int((weights == 0).sum())
             kept = weights > 0
             if config.format not in WEIGHTED_FORMATS and "weight" not in config.extra:

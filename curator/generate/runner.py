@@ -36,7 +36,7 @@ from curator.errors import CuratorError
 from curator.generate.config import GenerateConfig, GenerateResult
 from curator.generate.prompts import QUESTION_STOP, Prompting, make_prompting
 from curator.generate.store import CandidateStore, question_digest
-from curator.outputs import package_versions, write_json
+from curator.outputs import output_lock, package_versions, write_json
 from curator.plugins import Registry, get_registry
 from curator.progress import progress_bar
 from curator.questions import Question, QuestionFile
@@ -88,7 +88,10 @@ def run_generate(config: GenerateConfig, *, registry: Registry | None = None) ->
     total = questions.count() if questions.columns else 0
     if not total:
         raise CuratorError(f"{config.input}: no questions")
-    return asyncio.run(GenerateRun(config, task, backend, prompting, questions, total).run())
+    writes = ("candidates.parquet", "failures.jsonl", "manifest.json")
+    inputs = [config.input, config.exemplars, config.model]
+    with output_lock(config.output, "generate", inputs=inputs, writes=writes):
+        return asyncio.run(GenerateRun(config, task, backend, prompting, questions, total).run())
 
 
 class GenerateRun:
@@ -133,6 +136,7 @@ class GenerateRun:
                 finally:
                     flusher.cancel()
                     self._flush()
+        (Path(self.settings.output) / "manifest.json").unlink(missing_ok=True)  # written last, once complete
         failed = {f["id"] for f in self.failures}
         references = self.references if self.questions.has_reference else None
         table = self.store.finalize(self.order, self.schema, drop=self.changed & failed, references=references)

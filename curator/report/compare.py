@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from curator.errors import CuratorError
-from curator.outputs import package_versions, write_json
+from curator.outputs import output_lock, package_versions, write_json
 from curator.plugins import Registry, get_registry
 from curator.report.analysis import BASE_MODEL, NO_FILTER
 from curator.report.compose import ReportFiles, write_report
@@ -56,9 +56,15 @@ def recipe_names(paths: Sequence[Path], given: Sequence[str | None] | None = Non
 
 def run_compare(config: CompareConfig, *, registry: Registry | None = None) -> CompareResult:
     """Build every recipe (scores shared through the cache), optionally train and evaluate, report."""
+    inputs = [*config.recipes, config.eval_data, config.model, config.train_config]
+    writes = ("manifest.json", "report.md", "report.html")
+    with output_lock(config.output, "compare", inputs=inputs, writes=writes):
+        return _compare(config, registry or get_registry())
+
+
+def _compare(config: CompareConfig, registry: Registry) -> CompareResult:
     from curator.build import load_recipe, run_build
 
-    registry = registry or get_registry()
     paths, output_dir, overrides = [Path(p) for p in config.recipes], Path(config.output), config.overrides
     train_eval = None
     if config.train_eval:
@@ -72,6 +78,7 @@ def run_compare(config: CompareConfig, *, registry: Registry | None = None) -> C
             f"compare: the recipes use different tasks ({', '.join(sorted(tasks))}); compare one task"
         )
     names = recipe_names(paths, [r.name for r in recipes])
+    (output_dir / "manifest.json").unlink(missing_ok=True)  # the builds below change what it describes
     outcomes = []
     for name, recipe in zip(names, recipes, strict=True):
         folder = output_dir / "recipes" / name

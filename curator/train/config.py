@@ -11,12 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from curator.errors import CuratorError
 from curator.formats import FORMATS
-from curator.lm.loading import DTYPES, NAT_CANNOT_MERGE
-from curator.settings import check_bounds, setting
+from curator.lm.loading import DTYPES, NAT_CANNOT_MERGE, check_device
+from curator.settings import check_bounds, read_yaml_file, setting
 
 PACKING = ("auto", "on", "off")
 
@@ -142,6 +140,7 @@ class TrainConfig:
 
     def _check(self) -> None:
         check_bounds(self, "train")
+        check_device(self.device)
         if self.keep_checkpoints < 1:
             raise CuratorError(f"train: keep_checkpoints must be at least 1, got {self.keep_checkpoints}")
         if not 0 <= self.warmup_ratio < 1 or not 0 <= self.min_lr_ratio <= 1:
@@ -195,12 +194,7 @@ class TrainResult:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        loaded = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise CuratorError(f"{path}: no such file") from None
-    except yaml.YAMLError as exc:
-        raise CuratorError(f"{path}: not valid YAML ({exc})") from None
+    loaded = read_yaml_file(path, "training config")
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):

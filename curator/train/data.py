@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from curator.errors import CuratorError
 from curator.formats import Example
 from curator.hf import dataset_input
-from curator.io import Source
+from curator.io import Source, row_place
 
 IGNORE = -100
 """Target id of a position that carries no loss (prompt, padding, the last input token)."""
@@ -67,10 +67,10 @@ class TrainingTable:
         return " + ".join(self.origins) or "the training data"
 
     def locate(self, row: int) -> str:
-        """``FILE: row N`` (1-based, in the file as read) of training row ``row``."""
+        """``FILE:LINE`` (JSONL) or ``FILE: row N`` (1-based, in the file as read) of training row ``row``."""
         if self.file_of is None or self.row_of is None:
             return f"{self.label}: row {row + 1}"
-        return f"{self.origins[self.file_of[row]]}: row {self.row_of[row] + 1}"
+        return row_place(Path(self.origins[self.file_of[row]]), int(self.row_of[row]) + 1)
 
 
 BUILD_OUTPUTS = ("curated.parquet", "rejected.parquet")
@@ -117,21 +117,20 @@ def read_training_table(
         if table.num_rows == 0:
             raise CuratorError(f"{path}: no rows")
         read = table.num_rows
-        index = pa.array(np.arange(read))
+        chosen = np.ones(read, dtype=bool)
         for clause in where:
-            mask = where_mask(table, clause, path)
-            table, index = table.filter(mask), index.filter(mask)
-        rows_read, rows_filtered = rows_read + read, rows_filtered + read - table.num_rows
+            chosen &= pc.fill_null(where_mask(table, clause, path), False).to_numpy(zero_copy_only=False)
         for column in columns:
             if column not in table.column_names:
                 has = ", ".join(table.column_names)
                 raise CuratorError(f"{path}: missing column '{column}' (has: {has})")
-        weight = row_weights(table, path)
-        positive = weight > 0
-        tables.append(table.filter(pa.array(positive)))
-        weights.append(weight[positive])
-        row_of.append(index.to_numpy()[positive])
-        file_of.append(np.full(int(positive.sum()), number))
+        weight = row_weights(table, path)  # over every row, so an error names the row of the file
+        rows_read, rows_filtered = rows_read + read, rows_filtered + read - int(chosen.sum())
+        kept = np.flatnonzero(chosen & (weight > 0))
+        tables.append(table.take(pa.array(kept)))
+        weights.append(weight[kept])
+        row_of.append(kept)
+        file_of.append(np.full(len(kept), number))
         fingerprints.append(source.fingerprint())
     table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
     if table.num_rows == 0:
@@ -176,8 +175,8 @@ def where_mask(table: pa.Table, clause: str, path: str) -> pa.ChunkedArray:
     return pc.invert(mask) if negate else mask
 
 
-def row_weights(table: pa.Table, path: str) -> np.ndarray:
-    """The ``weight`` column as float32, missing column or null meaning 1.0."""
+def row_weights(table: pa.Table, path: str, first_row: int = 1) -> np.ndarray:
+    """The ``weight`` column as float32, missing column or null meaning 1.0 (``first_row``: the table's, in the file)."""
     if "weight" not in table.column_names:
         return np.ones(table.num_rows, dtype=np.float32)
     try:
@@ -188,8 +187,8 @@ def row_weights(table: pa.Table, path: str) -> np.ndarray:
         ) from None
     weights = pc.fill_null(column, 1.0).to_numpy()
     if not np.isfinite(weights).all() or (weights < 0).any():
-        row = int(np.flatnonzero(~np.isfinite(weights) | (weights < 0))[0]) + 1
-        raise CuratorError(f"{path}: row {row}: column 'weight' must be a finite number >= 0")
+        row = int(np.flatnonzero(~np.isfinite(weights) | (weights < 0))[0]) + first_row
+        raise CuratorError(f"{row_place(Path(path), row)}: column 'weight' must be a finite number >= 0")
     return weights.astype(np.float32)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,8 @@ import numpy as np
 import torch
 
 from curator.errors import CuratorError
-from curator.lm.loading import default_device, pad_id, torch_dtype
+from curator.lm.loading import pad_id, resolve_device, torch_dtype
+from curator.outputs import output_lock
 from curator.progress import progress_bar
 from curator.train import model as models
 from curator.train.batching import collate, plan_batches
@@ -33,7 +35,7 @@ from curator.train.config import RESUME_INVARIANT, TrainConfig, TrainResult
 from curator.train.data import Sample, TrainingTable, read_training_table
 from curator.train.objectives import Objective, load_objective
 from curator.train.plot import plot_loss, read_metrics
-from curator.train.results import WEIGHT_FILES, MetricsLog, save_adapter, save_merged, write_manifest
+from curator.train.results import OUTPUTS, WEIGHT_FILES, MetricsLog, save_adapter, save_merged, write_manifest
 
 
 @dataclass
@@ -91,7 +93,7 @@ def prepare(config: TrainConfig) -> Run:
     objective = load_objective(config)
     data = read_training_table(config.data, config.where, objective.columns, objective.build_files,
                                dataset_config=config.data_config, split=config.split)
-    device = torch.device(config.device or default_device())
+    device = torch.device(resolve_device(config.device))
     dtype = torch_dtype(config.dtype, device.type)  # as for scoring: bf16 on CUDA, fp32 elsewhere
     tokenizer = models.load_tokenizer(config)
     samples, truncated = objective.encode(data, tokenizer)
@@ -118,6 +120,12 @@ def prepare(config: TrainConfig) -> Run:
 
 def run_train(config: TrainConfig, callbacks: Sequence[Callable[[dict[str, Any]], None]] = ()) -> TrainResult:
     """Train a LoRA adapter as ``config`` says; ``callbacks`` get every record written to ``metrics.jsonl``."""
+    inputs = [*config.data, config.model, config.teacher, config.negative_adapter]
+    with output_lock(config.output, "train", inputs=inputs, writes=OUTPUTS):
+        return _train(config, callbacks)
+
+
+def _train(config: TrainConfig, callbacks: Sequence[Callable[[dict[str, Any]], None]]) -> TrainResult:
     session_start = time.perf_counter()
     output = Path(config.output)
     _check_output(output, config.resume)
@@ -138,20 +146,23 @@ def run_train(config: TrainConfig, callbacks: Sequence[Callable[[dict[str, Any]]
                 f"{run.total_steps} steps this run is set to (raise --max-steps or --epochs)"
             )
         state["fingerprint"] = fingerprint
+    elif config.resume:
+        warnings.warn_explicit(f"{output}: no checkpoint to resume from; starting a new run", UserWarning, "curator", 0)
     earlier_wall = state["wall_time_s"]
 
     def wall_time() -> float:
         return earlier_wall + time.perf_counter() - session_start
 
     def save() -> None:
-        save_checkpoint(
-            output, run.model, run.optimizer, dict(state, wall_time_s=wall_time()), config.keep_checkpoints
-        )
+        saved = dict(state, wall_time_s=wall_time(), log=log.pending())
+        save_checkpoint(output, run.model, run.optimizer, saved, config.keep_checkpoints)
 
+    (output / "manifest.json").unlink(missing_ok=True)  # the outputs change from here; written last
     with progress_bar(
         run.total_steps, "train", enabled=config.progress, unit="steps", initial=state["step"]
     ) as bar:
-        log = MetricsLog(output / "metrics.jsonl", state["step"], config.log_every, run.device, callbacks, bar)
+        log = MetricsLog(output / "metrics.jsonl", state["step"], config.log_every, run.device, callbacks, bar,
+                         pending=state.pop("log", None))
         try:
             _steps(run, state, log, save)
         finally:

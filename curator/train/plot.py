@@ -10,9 +10,12 @@ from curator.outputs import atomic_path
 
 
 def read_metrics(path: Path) -> list[dict]:
+    """The records, less a last line a kill or a full disk cut short (every record ends with a newline)."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text(errors="replace")
+    whole = text if text.endswith("\n") else text[: text.rfind("\n") + 1]
+    return [json.loads(line) for line in whole.splitlines() if line.strip()]
 
 
 def plot_loss(metrics_path: Path, png_path: Path) -> bool:
