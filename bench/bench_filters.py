@@ -7,7 +7,14 @@ through answer parsing + correctness + majority_vote + entropy, once with
 (batched ``map``/``filter``, per-row parsing with the same task). Then peak
 RSS of a build at 1M and 4M rows, each in a fresh process.
 
+With ``--executor ray``: the same build on the same rows with the local
+executor and with the Ray executor (a local Ray started inside a fresh
+network namespace, see :mod:`curator.testing.ray_sandbox`), each in a fresh
+process: rows/s, Ray's start-up, and peak memory (PSS summed over the
+process tree, sampled, so Ray's servers and workers count), and the ratios.
+
     python bench/bench_filters.py [--rows 1000000] [--big-rows 4000000]
+    python bench/bench_filters.py --executor ray [--rows 1000000]
 """
 
 from __future__ import annotations
@@ -64,12 +71,11 @@ def write_candidates(path: Path, rows: int, seed: int = 0) -> None:
 RECIPE = ["correctness", "majority_vote", {"entropy": {"threshold": 0.7}}]
 
 
-def run_curator(path: Path, work: Path) -> tuple[float, int]:
-    from curator.engine import run_build
-    from curator.recipe import parse_recipe
+def run_curator(path: Path, work: Path, executor: str = "local") -> tuple[float, int]:
+    from curator.build import parse_recipe, run_build
 
     recipe = parse_recipe({"input": str(path), "task": "gsm8k", "filters": RECIPE, "output": str(work / "out"),
-                           "cache": str(work / "cache")}, base_dir=work)
+                           "cache": str(work / "cache"), "executor": executor}, base_dir=work)
     started = time.perf_counter()
     result = run_build(recipe, progress=False)
     return time.perf_counter() - started, result.manifest["rows_out"]
@@ -129,18 +135,107 @@ def compare_speed(data: Path, rows: int, work: Path) -> None:
         print(f"WARNING: kept rows differ ({kept} vs {kept_hf})")
 
 
+def tree_pss_mib(root: int) -> float:
+    """Proportional set size of ``root`` and its descendants (shared pages split, not counted twice)."""
+    children: dict[int, list[int]] = {}
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = status.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(status.parent.name))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        total += next(int(line.split()[1]) for line in rollup.splitlines() if line.startswith("Pss:"))
+    return total / 1024
+
+
+def measured_build(path: Path, executor: str) -> dict:
+    """Run one build in this (fresh) process, sampling the process tree's PSS; the child side of compare_executors."""
+    import os
+    import threading
+
+    peak = [0.0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.2):
+            peak[0] = max(peak[0], tree_pss_mib(os.getpid()))
+
+    threading.Thread(target=sample, daemon=True).start()
+    started = time.perf_counter()
+    if executor == "ray":
+        import ray
+
+        ray.init(include_dashboard=False, log_to_driver=False)
+    start_up = time.perf_counter() - started
+    work = Path(tempfile.mkdtemp())
+    seconds, kept = run_curator(path, work, executor)
+    peak[0] = max(peak[0], tree_pss_mib(os.getpid()))
+    done.set()
+    if executor == "ray":
+        ray.shutdown()
+    status = Path("/proc/self/status").read_text().splitlines()
+    hwm = next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
+    return {"seconds": seconds, "start_up": start_up, "kept": kept, "pss_peak": peak[0], "driver_hwm": hwm}
+
+
+def compare_executors(data: Path, rows: int) -> None:
+    from curator.testing import ray_sandbox
+
+    reason = ray_sandbox.unavailable()
+    if reason:
+        raise SystemExit(f"cannot run the Ray executor here: {reason}")
+    here = str(Path(__file__).resolve())
+    results = {}
+    for executor in ("local", "ray"):
+        argv = [here, "--child", executor, "--data", str(data)]
+        run = (ray_sandbox.run_python(argv) if executor == "ray" else
+               subprocess.run([sys.executable, *argv], capture_output=True, text=True))
+        if run.returncode:
+            raise SystemExit(run.stderr[-3000:])
+        results[executor] = json.loads(run.stdout.strip().splitlines()[-1])
+    local, ray = results["local"], results["ray"]
+    print(f"rows: {rows}")
+    for name, r in results.items():
+        print(f"{name:5} executor: {rows / r['seconds']:,.0f} rows/s ({r['seconds']:.1f} s build, "
+              f"{r['start_up']:.1f} s start-up, {r['kept']} kept); peak PSS of the process tree "
+              f"{r['pss_peak']:.0f} MiB (driver VmHWM {r['driver_hwm']:.0f} MiB)")
+    print(f"ray / local   : {local['seconds'] / ray['seconds']:.2f}x the rows/s "
+          f"({(ray['seconds'] + ray['start_up']) / local['seconds']:.1f}x the time with Ray's start-up), "
+          f"{ray['pss_peak'] / local['pss_peak']:.1f}x the memory")
+    if local["kept"] != ray["kept"]:
+        print(f"WARNING: kept rows differ ({local['kept']} vs {ray['kept']})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--big-rows", type=int, default=4_000_000)
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--executor", choices=["local", "ray"], default="local",
+                        help="ray: compare the two executors on the same rows instead of curator with datasets")
+    parser.add_argument("--child", choices=["local", "ray"], help=argparse.SUPPRESS)
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measured_build(args.data, args.child)))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         data = work / "candidates.parquet"
         write_candidates(data, args.rows)
         rows = pq.read_metadata(data).num_rows
+        if args.executor == "ray":
+            compare_executors(data, rows)
+            return
         if not args.skip_speed:
             compare_speed(data, rows, work)
         if args.skip_memory:

@@ -37,11 +37,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from curator.formats import natural
 from curator.lm.memory import return_freed_memory
 from curator.testing.tiny import train_tokenizer
-from curator.train import TrainConfig, train
+from curator.train import TrainConfig, run_train
 from curator.train.data import encode_examples
-from curator.train.formats import natural
 
 ROOT = Path(__file__).resolve().parent.parent
 GSM8K = ROOT.parent / "shared" / "data" / "gsm8k" / "train.jsonl"
@@ -119,7 +119,7 @@ def run_curator(data: Path, model: Path, output: Path, args) -> dict:
         device=args.device,
         max_length=args.max_length,
     )
-    train(config)
+    run_train(config)
     records = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
     manifest = json.loads((output / "manifest.json").read_text())
     timed = records[args.warmup :]

@@ -12,17 +12,23 @@ from importlib.metadata import PackageNotFoundError, version
 from curator.backend import Backend
 from curator.errors import CuratorError, MissingDependency
 from curator.filter import (
+    TIE_KEY,
     Filter,
     FilterContext,
     ScoreColumns,
     Selection,
     check_percent,
+    check_range,
+    keep_at_cut,
     keep_by_threshold,
+    percentile_cut,
     percentile_threshold,
+    row_hashes,
     runtime_option,
+    seeded_keys,
     select_option,
 )
-from curator.hookspecs import hookimpl
+from curator.hookspecs import RegisterBackend, RegisterFilter, RegisterTask, hookimpl
 from curator.task import Task
 
 try:
@@ -36,14 +42,23 @@ __all__ = [
     "Filter",
     "FilterContext",
     "MissingDependency",
+    "RegisterBackend",
+    "RegisterFilter",
+    "RegisterTask",
     "ScoreColumns",
     "Selection",
+    "TIE_KEY",
     "Task",
     "__version__",
     "check_percent",
+    "check_range",
     "hookimpl",
+    "keep_at_cut",
     "keep_by_threshold",
+    "percentile_cut",
     "percentile_threshold",
+    "row_hashes",
     "runtime_option",
+    "seeded_keys",
     "select_option",
 ]

@@ -16,17 +16,20 @@ path's size and modification time too, so editing it re-scores.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import types
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from curator.errors import CuratorError
 from curator.task import Task
@@ -40,6 +43,10 @@ def select_option(default: Any) -> Any:
 def runtime_option(default: Any) -> Any:
     """A dataclass field that changes how scoring runs (a batch size), not the scores."""
     return dataclasses.field(default=default, metadata={"runtime": True})
+
+
+ScoreMeaning = Literal["higher", "lower", "boolean", "categorical"]
+SCORE_MEANINGS: tuple[str, ...] = typing.get_args(ScoreMeaning)
 
 
 @dataclass
@@ -91,12 +98,34 @@ class Filter(ABC):
     Subclasses set ``name`` (the recipe name), ``columns`` (the score columns
     :meth:`score` returns; a name starting with ``_`` is kept for
     :meth:`select` but not written out) and ``requires`` (input columns
-    :meth:`score` needs, checked before anything runs).
+    :meth:`score` needs, checked before anything runs). The other class
+    attributes below are declarations with safe defaults.
     """
 
     name: ClassVar[str] = ""
     columns: ClassVar[tuple[str, ...]] = ()
     requires: ClassVar[tuple[str, ...]] = ()
+    scope: ClassVar[Literal["row", "group"]] = "group"
+    """What one row's scores depend on, which decides when the cache may reuse them.
+
+    ``"row"``: the row's own input columns only; its scores are reused wherever
+    the same row reaches the step. ``"group"`` (the default, always correct):
+    the rows of its group that reach the step, in order; its scores are reused
+    only where exactly those rows reach it again.
+    """
+    score_meaning: ClassVar[Mapping[str, ScoreMeaning]] = {}
+    """What each public score column means, for reports: ``"higher"`` or ``"lower"``
+    (the end :meth:`select` keeps, or weights up), ``"boolean"`` (True is kept) or
+    ``"categorical"`` (labels, no order). The build writes it into the manifest
+    per step; a column left out has no declared meaning, null there.
+    """
+    dependencies: ClassVar[tuple[str, ...]] = ()
+    """Modules :meth:`score` imports beyond the core's, checked when the recipe is planned."""
+    extra: ClassVar[str | None] = None
+    """What installs :attr:`dependencies`, named in the error: an extra of
+    rationale-curator (``"lm"``) or a requirement (``"my-filter[gpu]"``)."""
+    uses_model: ClassVar[bool] = False
+    """:meth:`score` runs a model: the Ray executor gives each of its workers a GPU when the cluster has them."""
 
     @abstractmethod
     def score(self, batch: pa.RecordBatch, context: FilterContext) -> Mapping[str, Any]:
@@ -190,14 +219,183 @@ def _describe(kind: Any) -> str:
 
 # -- helpers for select ------------------------------------------------------
 
+TIE_KEY = "_tie"
+"""The hidden score column of a percentile filter: each row's content hash (:func:`row_hashes`)."""
+
+CutRule = Literal["exact", "iwsi_strict", "iwsi_inclusive"]
+CUT_RULES: dict[str, str] = {
+    "exact": "exactly floor(N*k/100) rows; rows tied at the cut are chosen by a seeded hash of (id, sample)",
+    "iwsi_strict": "IWSI's released cut: strictly better than the value at sorted index int(N*k/100); ties there dropped",
+    "iwsi_inclusive": "IWSI's released cut: at least as good as the value at sorted index int(N*k/100); ties there kept",
+}
+_TIE_SEPARATOR = "\x1f"
+_MASK64 = 0xFFFFFFFFFFFFFFFF
+
+
+def content_hashes(columns: Sequence[pa.Array | pa.ChunkedArray]) -> np.ndarray:
+    """A stable 64-bit hash (BLAKE2b) of each row's values in ``columns``, as uint64; nulls hash as empty."""
+    parts = [pc.fill_null(pc.cast(column, pa.string()), "") for column in columns]
+    joined = pc.binary_join_element_wise(*parts, _TIE_SEPARATOR) if len(parts) > 1 else parts[0]
+    values = joined.cast(pa.binary()).to_pylist()
+    digests = b"".join(hashlib.blake2b(value, digest_size=8, person=b"curator-tie").digest() for value in values)
+    return np.frombuffer(digests, dtype="<u8").astype(np.uint64)
+
+
+def question_hashes(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """:func:`content_hashes` of each row's id, hashing each distinct id once."""
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    encoded = pc.dictionary_encode(ids)
+    unique = content_hashes([encoded.dictionary])
+    return unique[encoded.indices.fill_null(0).to_numpy(zero_copy_only=False)] if len(unique) else unique
+
+
+def row_hashes(batch: pa.RecordBatch) -> pa.UInt64Array:
+    """Each row's content hash: its ``id`` and ``sample`` (its identity), or ``id`` and ``rationale`` without a sample.
+
+    A percentile filter returns it as its :data:`TIE_KEY` score column, so
+    that :meth:`Filter.fit`, which sees only score columns, and
+    :meth:`Filter.select`, which sees one batch, read the same tie-break key
+    for a row whatever the batching. It depends on the row's content alone,
+    never on its position, so a cached score stays valid under any upstream
+    selection. Rows with the same id and sample share a key. Only ids and
+    sample-less rows are hashed in Python; the rest is vectorised.
+    """
+    question = question_hashes(batch.column("id"))
+    names = batch.schema.names
+    sample = batch.column("sample") if "sample" in names else pa.nulls(batch.num_rows, pa.int64())
+    has_sample = sample.is_valid().to_numpy(zero_copy_only=False)
+    part = _splitmix64(pc.fill_null(sample, 0).cast(pa.int64()).to_numpy(zero_copy_only=False).astype(np.uint64))
+    missing = np.flatnonzero(~has_sample)
+    if missing.size:
+        texts = pc.take(batch.column("rationale"), pa.array(missing))
+        part[missing] = content_hashes([texts])
+    return pa.array(_splitmix64(question ^ part), pa.uint64())
+
+
+def seeded_keys(hashes: np.ndarray | pa.Array | pa.ChunkedArray, seed: int) -> np.ndarray:
+    """Tie-break keys: content hashes mixed with ``seed`` by SplitMix64's finaliser.
+
+    Each seed orders tied rows differently, and the same seed the same way
+    on every run and every batching.
+    """
+    if isinstance(hashes, pa.ChunkedArray):
+        hashes = hashes.combine_chunks()
+    if isinstance(hashes, pa.Array):
+        hashes = hashes.to_numpy(zero_copy_only=False)
+    salt = np.uint64(_splitmix64(np.array([seed & _MASK64], dtype=np.uint64))[0])
+    return _splitmix64(np.asarray(hashes, dtype=np.uint64) ^ salt)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    z = x + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def kept_count(rows: int, keep_percent: float) -> int:
+    """``floor(rows * keep_percent / 100)``, computed on the decimal the user wrote (79 %, 33.3 %)."""
+    return int(Decimal(repr(float(keep_percent))) * rows // 100)
+
+
+def percentile_cut(
+    values: np.ndarray,
+    keep_percent: float,
+    *,
+    keep: str,
+    rule: CutRule = "exact",
+    tie_keys: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Fit the cut that keeps ``keep_percent`` % of the finite ``values``, pooled; for :func:`keep_at_cut`.
+
+    ``keep='lowest'`` keeps the smallest values, ``'highest'`` the largest.
+    With N finite values (NaN is never kept nor counted) and K =
+    ``floor(N * k / 100)``:
+
+    - ``exact`` (the project's rule) keeps exactly K rows. Rows tied at the
+      cut are ordered by ``tie_keys`` (:func:`seeded_keys`), and the result
+      holds both the cut value and the last tied key kept, so
+      :func:`keep_at_cut` reproduces the choice batch by batch. The floor,
+      not the ceiling, because ``keep_percent: 80`` should never keep more
+      than 80 %, and because it is the count IWSI's released code keeps.
+    - ``iwsi_strict`` (IWSI's DS-weight cut) keeps the values strictly
+      better than the one at index K of the sorted values: at most K rows,
+      ties at the cut all dropped.
+    - ``iwsi_inclusive`` (IWSI's reward-model and self-evaluation cut) keeps
+      the values at least as good as the one at index K: at least K + 1 rows
+      (all of them at ``k = 100``), ties all kept.
+
+    ``k = 100`` keeps every finite value under every rule. The result is the
+    step's manifest entry too: ``rows`` (N), ``kept``, ``tied_at_cut`` (rows
+    whose value equals the cut) and ``tied_kept``. Without ``tie_keys`` the
+    counts are still right, but :func:`keep_at_cut` cannot choose the tied rows.
+    """
+    if keep not in ("lowest", "highest"):
+        raise ValueError(f"keep must be 'lowest' or 'highest', not {keep!r}")
+    if rule not in CUT_RULES:
+        raise ValueError(f"rule must be one of {', '.join(CUT_RULES)}, not {rule!r}")
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    oriented = values[finite] if keep == "lowest" else -values[finite]
+    n = oriented.size
+    target = kept_count(n, keep_percent)
+    stats: dict[str, Any] = {"rule": rule, "rule_text": CUT_RULES[rule], "keep": keep, "rows": n,
+                             "cut": None, "at_cut": "all", "tie_key": None}
+    if n == 0 or (target == 0 and rule == "exact"):
+        return {**stats, "kept": 0, "tied_at_cut": 0, "tied_kept": 0}
+    if target >= n:
+        index, at_cut = n - 1, "all"
+    elif rule == "exact":
+        index, at_cut = target - 1, "by_key"
+    else:
+        index, at_cut = target, "none" if rule == "iwsi_strict" else "all"
+    cut = float(np.partition(oriented, index)[index])
+    better = int((oriented < cut).sum())
+    tied = oriented == cut
+    tied_count = int(tied.sum())
+    tied_kept = {"all": tied_count, "none": 0}.get(at_cut, target - better)
+    if at_cut == "by_key" and tied_kept == tied_count:
+        at_cut = "all"
+    if at_cut == "by_key" and tie_keys is not None:
+        keys = np.asarray(tie_keys, dtype=np.uint64)[finite][tied]
+        stats["tie_key"] = int(np.partition(keys, tied_kept - 1)[tied_kept - 1])
+    stats.update(cut=cut if keep == "lowest" else -cut, at_cut=at_cut, kept=better + tied_kept,
+                 tied_at_cut=tied_count, tied_kept=tied_kept)
+    return stats
+
+
+def keep_at_cut(values: np.ndarray, stats: Mapping[str, Any], tie_keys: np.ndarray | None = None) -> np.ndarray:
+    """The rows of a batch that :func:`percentile_cut`'s ``stats`` keep; NaN never kept.
+
+    Vectorised and per batch: a row's fate depends on its own value and tie
+    key only, so any batching keeps the same rows.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    cut = stats["cut"]
+    if cut is None:
+        return np.zeros(values.shape, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        better = values < cut if stats["keep"] == "lowest" else values > cut
+        at = values == cut
+    if stats["at_cut"] == "all":
+        return better | at
+    if stats["at_cut"] == "none":
+        return better
+    if tie_keys is None:
+        raise ValueError("this cut breaks ties by key: pass the rows' tie_keys")
+    return better | (at & (np.asarray(tie_keys, dtype=np.uint64) <= np.uint64(stats["tie_key"])))
+
 
 def percentile_threshold(values: np.ndarray, keep_percent: float, *, keep: str) -> float | None:
-    """The cut that keeps ``keep_percent`` % of the finite values, pooled.
+    """The tie-inclusive cut that keeps at least ``keep_percent`` % of the finite values, pooled.
 
     ``keep='lowest'`` keeps values at or under the cut, ``'highest'`` at or
     over it. The cut is the value at rank ``ceil(n * k / 100)``, clamped so
     that ``k = 100`` keeps every finite value; ``k = 0`` or no finite value
-    gives None (keep nothing). Ties at the cut are all kept.
+    gives None (keep nothing). Ties at the cut are all kept, so coarse scores
+    can keep far more than k %; the built-in filters use
+    :func:`percentile_cut`, which keeps exactly ``floor(n * k / 100)`` rows.
     """
     finite = values[np.isfinite(values)]
     count = math.ceil(finite.size * keep_percent / 100.0)
@@ -219,7 +417,12 @@ def keep_by_threshold(values: np.ndarray, cut: float | None, *, keep: str) -> np
         return values <= cut if keep == "lowest" else values >= cut
 
 
+def check_range(value: float | None, low: float, high: float, step: str, option: str) -> None:
+    """Reject a value outside [low, high] (NaN included), naming the step and option."""
+    if value is not None and not low <= value <= high:
+        raise CuratorError(f"filter step '{step}': option '{option}' must be between {low:g} and {high:g}, got {value}")
+
+
 def check_percent(value: float | None, step: str, option: str = "keep_percent") -> None:
     """Reject a percentage outside [0, 100]."""
-    if value is not None and not 0 <= value <= 100:
-        raise CuratorError(f"filter step '{step}': option '{option}' must be between 0 and 100, got {value}")
+    check_range(value, 0, 100, step, option)

@@ -5,8 +5,9 @@ the project exercises the same path a third-party package does. The manager
 is built once per process; hooks are called once each, with a ``register``
 closure that records which plugin (and distribution) registered what.
 
-``CURATOR_PLUGINS=a,b`` loads only the entry points named; ``CURATOR_TRACE=1``
-prints every hook call to stderr.
+``CURATOR_PLUGINS=a,b`` loads only the entry points named (a name that is not
+installed is an error, not a silent omission); ``CURATOR_TRACE=1`` prints
+every hook call to stderr.
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import entry_points
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import pluggy
 
 from curator import hookspecs
+from curator.backend import Backend
 from curator.errors import CuratorError
 from curator.filter import Filter
 from curator.task import Task
@@ -42,44 +44,54 @@ class Registered:
     distribution: str | None
 
 
-@dataclass
 class Registry:
     """Everything the loaded plugins registered, by kind and name."""
 
-    entries: dict[Kind, dict[str, Registered]] = field(
-        default_factory=lambda: {"filter": {}, "task": {}, "backend": {}}
-    )
+    def __init__(self) -> None:
+        self._tables: dict[Kind, dict[str, Registered]] = {kind: {} for kind in _HOOKS}
 
-    def add(self, kind: Kind, name: str, obj: Any, plugin: str, distribution: str | None) -> None:
-        table = self.entries[kind]
-        if name in table:
+    def add(self, entry: Registered) -> None:
+        table = self._tables[entry.kind]
+        if entry.name in table:
             raise CuratorError(
-                f"plugin '{plugin}': {kind} '{name}' is already registered by plugin '{table[name].plugin}'"
+                f"plugin '{entry.plugin}': {entry.kind} '{entry.name}' is already registered "
+                f"by plugin '{table[entry.name].plugin}'"
             )
-        table[name] = Registered(kind, name, obj, plugin, distribution)
+        table[entry.name] = entry
 
-    def _get(self, kind: Kind, name: str) -> Any:
-        table = self.entries[kind]
+    def entry(self, kind: Kind, name: str) -> Registered:
+        """What was registered as ``name``, with the plugin and distribution it came from."""
+        table = self._tables[kind]
         if name not in table:
             known = ", ".join(sorted(table)) or "none"
             raise CuratorError(f"unknown {kind} '{name}' (registered: {known}; see 'curator plugins')")
-        return table[name].obj
+        return table[name]
 
     def filter(self, name: str) -> type[Filter]:
-        return self._get("filter", name)
+        return cast("type[Filter]", self.entry("filter", name).obj)
 
     def task(self, name: str) -> Task:
-        return self._get("task", name)
+        return cast(Task, self.entry("task", name).obj)
 
-    def backend(self, name: str) -> type:
-        return self._get("backend", name)
+    def backend(self, name: str) -> type[Backend]:
+        return cast("type[Backend]", self.entry("backend", name).obj)
 
     def all(self) -> list[Registered]:
-        return [entry for table in self.entries.values() for entry in table.values()]
+        return [entry for table in self._tables.values() for entry in table.values()]
+
+    def replaced_by(self, other: Registry) -> Registry:
+        """This registry with ``other``'s entries added, each replacing one of the same kind and name."""
+        merged = Registry()
+        for entry in self.all():
+            if entry.name not in other._tables[entry.kind]:
+                merged.add(entry)
+        for entry in other.all():
+            merged.add(entry)
+        return merged
 
 
 def new_plugin_manager() -> pluggy.PluginManager:
-    """A manager with the hookspecs and no plugins."""
+    """A manager with the hookspecs and no plugins; ``CURATOR_TRACE`` set prints its hook calls."""
     pm = pluggy.PluginManager("curator")
     pm.add_hookspecs(hookspecs)
     if os.environ.get("CURATOR_TRACE"):
@@ -92,7 +104,14 @@ def load_entry_point_plugins(pm: pluggy.PluginManager) -> None:
     """Register every plugin of the ``curator`` entry-point group (or those allow-listed)."""
     allowed = os.environ.get("CURATOR_PLUGINS")
     names = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
-    for ep in entry_points(group="curator"):
+    installed = entry_points(group="curator")
+    unknown = sorted((names or set()) - {ep.name for ep in installed})
+    if unknown:
+        raise CuratorError(
+            f"CURATOR_PLUGINS names '{unknown[0]}', which is not an installed plugin "
+            f"(installed: {', '.join(sorted(ep.name for ep in installed))})"
+        )
+    for ep in installed:
         if names is not None and ep.name not in names:
             continue
         if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
@@ -111,31 +130,52 @@ _DISTRIBUTIONS: dict[str, str | None] = {}
 
 
 def build_registry(pm: pluggy.PluginManager) -> Registry:
-    """Call each registration hook once per plugin, recording who registered what."""
+    """Call each registration hook once per plugin, recording who registered what.
+
+    Each call goes through pluggy (a hook caller narrowed to one plugin), so
+    tracing and hook-call monitoring see it, and pluggy passes ``register``
+    only to implementations that take it; the plugin a call reaches is what
+    its ``register`` records as the source.
+    """
     registry = Registry()
+    plugins = pm.get_plugins()
     for kind, hook_name in _HOOKS.items():
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
-            plugin = impl.plugin_name
-            impl.function(**_kwargs(impl.argnames, _register(registry, kind, plugin)))
+            others = [plugin for plugin in plugins if plugin is not impl.plugin]
+            pm.subset_hook_caller(hook_name, remove_plugins=others)(
+                register=_Register(registry, kind, impl.plugin_name)
+            )
     return registry
 
 
-def _kwargs(argnames: Iterable[str], register: Callable[..., None]) -> dict[str, Any]:
-    return {"register": register} if "register" in argnames else {}
+def _is_subclass(base: type) -> Callable[[Any], bool]:
+    return lambda obj: isinstance(obj, type) and issubclass(obj, base)
 
 
-def _register(registry: Registry, kind: Kind, plugin: str) -> Callable[..., None]:
-    def register(obj: Any, name: str | None = None) -> None:
+_EXPECTED: dict[Kind, tuple[Callable[[Any], bool], str]] = {
+    "filter": (_is_subclass(Filter), "a curator.Filter subclass"),
+    "task": (lambda obj: isinstance(obj, Task), "a curator.Task instance"),
+    "backend": (_is_subclass(Backend), "a curator.Backend subclass"),
+}
+
+
+class _Register:
+    """The ``register`` one plugin's hook receives; it records that plugin as the source."""
+
+    def __init__(self, registry: Registry, kind: Kind, plugin: str) -> None:
+        self.registry, self.kind, self.plugin = registry, kind, plugin
+
+    def __call__(self, obj: Any, name: str | None = None) -> None:
         resolved = name or getattr(obj, "name", "")
         if not resolved:
-            raise CuratorError(f"plugin '{plugin}': registered a {kind} with no name")
-        if kind == "filter" and not (isinstance(obj, type) and issubclass(obj, Filter)):
-            raise CuratorError(f"plugin '{plugin}': filter '{resolved}' is not a curator.Filter subclass")
-        if kind == "task" and not isinstance(obj, Task):
-            raise CuratorError(f"plugin '{plugin}': task '{resolved}' is not a curator.Task instance")
-        registry.add(kind, resolved, obj, plugin, _DISTRIBUTIONS.get(plugin))
+            raise CuratorError(f"plugin '{self.plugin}': registered a {self.kind} with no name")
+        accepts, expected = _EXPECTED[self.kind]
+        if not accepts(obj):
+            raise CuratorError(f"plugin '{self.plugin}': {self.kind} '{resolved}' is not {expected}")
+        self.registry.add(Registered(self.kind, resolved, obj, self.plugin, _DISTRIBUTIONS.get(self.plugin)))
 
-    return register
+    def __repr__(self) -> str:  # what CURATOR_TRACE prints for the argument
+        return f"<register {self.kind}s of plugin '{self.plugin}'>"
 
 
 def registry_for(plugins: Iterable[ModuleType | object], *, entry_points_too: bool = False) -> Registry:

@@ -1,5 +1,9 @@
 """Progress bars on stderr: on a terminal by default, forced on or off on request.
 
+Every command draws its bars here, alike: whole counts (``12/40 q``), a
+rate, and nothing at all when stderr is redirected unless ``--progress``
+asks for it.
+
 A filter that scores slowly (a model) can call :func:`report_rows` as it
 finishes rows, so the build's bar moves within a batch instead of jumping
 once per batch; outside a build the call does nothing.
@@ -42,15 +46,20 @@ class _Silent:
 
 
 @contextmanager
-def progress_bar(total: int | None, label: str, *, enabled: bool | None = None, unit: str = "rows") -> Iterator[Any]:
-    """A tqdm bar counting ``unit`` with a rate (rows/s), or a silent stand-in.
+def progress_bar(
+    total: int | None, label: str, *, enabled: bool | None = None, unit: str = "rows", initial: int = 0
+) -> Iterator[Any]:
+    """A tqdm bar counting whole ``unit`` with a rate (rows/s), or a silent stand-in.
 
-    ``enabled=None`` shows it when stderr is a terminal.
+    ``enabled=None`` shows it when stderr is a terminal; ``initial`` is work
+    done before (a resumed run's).
     """
     if not (sys.stderr.isatty() if enabled is None else enabled):
         yield _Silent()
         return
     from tqdm import tqdm
 
-    with tqdm(total=total, desc=label, unit=f" {unit}", unit_scale=True, file=sys.stderr, dynamic_ncols=True) as bar:
+    with tqdm(
+        total=total, initial=initial, desc=label, unit=f" {unit}", file=sys.stderr, dynamic_ncols=True
+    ) as bar:
         yield bar

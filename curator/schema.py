@@ -17,7 +17,5 @@ OPTIONAL: dict[str, pa.DataType] = {
 }
 """Optional input columns and the type each is cast to."""
 
-BUILD_COLUMNS = ("keep", "weight", "dropped_by")
-"""Columns a build adds after the score columns."""
-
 TYPES: dict[str, pa.DataType] = {name: pa.string() for name in REQUIRED} | OPTIONAL
+"""Every column of the row schema, in its order, with its type."""

@@ -4,6 +4,11 @@ A task turns free text into a canonical answer string, so that voting and
 correctness work on plain string equality wherever the task allows it. A
 plugin author writes :meth:`Task.extract` for one text; the engine calls the
 batch methods, which a built-in task overrides with vectorised kernels.
+
+Tasks are registered instances, looked up by ``name``. A task that takes an
+option registers one instance per value, named ``NAME:VALUE`` (the built-in
+``math:answer_line``): the recipe's ``task:`` and ``--task`` then name the
+variant, and caches keyed by the task's name keep variants apart.
 """
 
 from __future__ import annotations

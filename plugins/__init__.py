@@ -17,6 +17,8 @@ small::
     class ShortRationales(Filter):
         name = "short_rationales"
         columns = ("rationale_chars",)
+        scope = "row"  # a score depends on its own row only (the default, "group": on its group)
+        score_meaning = {"rationale_chars": "lower"}  # select keeps the low end
         max_chars: int = select_option(2000)
 
         def score(self, batch, context):

@@ -8,19 +8,29 @@ an answer: spaces go before ``\\sqrt``/``\\frac`` arguments are repaired (so
 ``\\sqrt 3`` becomes ``\\sqrt{3}``, not ``\\sqrt{}3``), a macro argument
 (``\\sqrt\\pi``, ``\\frac\\pi2``) is braced whole, ``\\sqrt[3]`` is left
 alone, and units are cut at a ``\\text{`` that follows a value (a digit or a
-closing bracket): the published rule cuts at any ``\\text{ `` with a space,
-so ``10\\text{cm}`` kept its unit while ``\\text{ (A)}`` became empty.
+closing bracket), or, as the published rule does, at a ``\\text{ `` with a
+space after anything (``2\\pi\\text{ m}`` is ``2\\pi``): the published rule
+cut only there, so ``10\\text{cm}`` kept its unit, and also where nothing came
+before, so ``\\text{ (A)}`` became empty.
 
-A rationale without a boxed answer (or with an empty one) has no answer, so
-it is never correct and never votes; a gold solution without one is taken as
-the answer itself.
+``parse`` says where the answer is. ``boxed`` (the task ``math``, as Dust
+into Gold and the MATH authors read it): the last ``\\boxed{}``; a rationale
+without one (or with an empty one) has no answer, so it is never correct and
+never votes. ``answer_line`` (the task ``math:answer_line``): the last
+``\\boxed{}``, else the final "… answer is …" statement (``The answer is
+$\\frac{1}{2}$.``, Minerva's ``Final Answer: The final answer is $5$. I hope
+it is correct.``): the first ``$…$`` on its line, or the rest of the line.
+A gold solution without a boxed answer is taken as the answer itself.
 """
 
 from __future__ import annotations
 
 import re
 
-from curator import Task
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curator import CuratorError, Task
 
 _BOX_OPENERS = ("\\boxed{", "\\fbox{")
 _REMOVED = ("\\left", "\\right", "^{\\circ}", "^\\circ", "\\$")
@@ -30,6 +40,9 @@ _MACRO = re.compile(r"\\[A-Za-z]+")
 _SQRT_ARGUMENT = re.compile(r"\\sqrt(\\[A-Za-z]+|[^{\\[])")
 _FRAC = "\\frac"
 _INTEGER = re.compile(r"-?[0-9]+")
+_ANSWER_IS = re.compile(r"answer is\s*:?\s*", re.IGNORECASE)
+_INLINE_MATH = re.compile(r"\$+([^$]+?)\$+|\\\((.+?)\\\)")
+PARSE_RULES = ("boxed", "answer_line")
 
 
 def last_boxed(text: str) -> str | None:
@@ -40,6 +53,17 @@ def last_boxed(text: str) -> str | None:
     start = position + len(opener)
     end = _closing_brace(text, start)
     return None if end is None else text[start:end]
+
+
+def final_answer_line(text: str) -> str | None:
+    """The answer a final "… answer is …" statement gives, or None when the text makes none."""
+    ends = [match.end() for match in _ANSWER_IS.finditer(text)]
+    if not ends:
+        return None
+    line = text[ends[-1] :].split("\n", 1)[0]
+    inline = _INLINE_MATH.search(line)
+    answer = (inline.group(1) or inline.group(2)) if inline else line.split(". ", 1)[0]
+    return answer.strip().rstrip(".").strip() or None
 
 
 def _closing_brace(text: str, start: int) -> int | None:
@@ -62,8 +86,8 @@ def normalize_math(answer: str) -> str:
     text = text.replace("tfrac", "frac").replace("dfrac", "frac")
     for removed in _REMOVED:
         text = text.replace(removed, "")
-    head, units, _ = text.partition(_UNITS)
-    if units and _VALUE_END.search(head):
+    head, units, rest = text.partition(_UNITS)
+    if units and (_VALUE_END.search(head) or (rest.startswith(" ") and head.strip())):
         text = head
     text = text.replace("\\%", "")
     text = text.replace(" .", " 0.").replace("{.", "{0.")
@@ -84,7 +108,8 @@ def _brace_frac_arguments(text: str) -> str:
     """``\\frac12`` and ``\\frac1{2}`` -> ``\\frac{1}{2}``: an argument given without braces is braced."""
     pieces = text.split(_FRAC)
     for index, piece in enumerate(pieces[1:], start=1):
-        arguments, rest = [], piece
+        arguments: list[str] = []
+        rest = piece
         while rest and len(arguments) < 2:
             argument = _argument(rest)
             if argument is None:
@@ -113,14 +138,30 @@ def _slash_fraction(text: str) -> str:
 
 
 class MathTask(Task):
-    """MATH: boxed answers, normalised, compared as strings."""
+    """MATH: boxed answers (or, with ``parse="answer_line"``, final answer lines), normalised, compared as strings."""
 
-    name = "math"
+    family = "math"
+
+    def __init__(self, parse: str = "boxed") -> None:
+        if parse not in PARSE_RULES:
+            raise CuratorError(f"task '{self.family}': parse must be one of {', '.join(PARSE_RULES)}, not {parse!r}")
+        self.parse = parse
+        self.name = self.family if parse == "boxed" else f"{self.family}:{parse}"
+
+    def answer_text(self, text: str) -> str | None:
+        """The answer as written (before normalising), where ``parse`` looks for it."""
+        boxed = last_boxed(text)
+        if boxed is None and self.parse == "answer_line":
+            return final_answer_line(text)
+        return boxed
 
     def extract(self, text: str) -> str | None:
-        boxed = last_boxed(text)
-        return None if boxed is None else normalize_math(boxed) or None
+        answer = self.answer_text(text)
+        return None if answer is None else normalize_math(answer) or None
 
     def normalize_reference(self, text: str) -> str | None:
-        boxed = last_boxed(text)
-        return normalize_math(text if boxed is None else boxed) or None
+        answer = self.answer_text(text)
+        return normalize_math(text if answer is None else answer) or None
+
+    def equal_batch(self, a: pa.Array, b: pa.Array) -> pa.BooleanArray:
+        return pc.fill_null(pc.equal(a, b), False)

@@ -7,13 +7,13 @@ file with the recipe's ``rejected_by_step: true``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
-from curator import Filter, FilterContext, Selection, hookimpl
+from curator import Filter, FilterContext, RegisterFilter, Selection, hookimpl
 
 
 @dataclass(kw_only=True)
@@ -21,6 +21,8 @@ class Correctness(Filter):
     name = "correctness"
     columns = ("correct",)
     requires = ("reference",)
+    scope = "row"
+    score_meaning = {"correct": "boolean"}
 
     def score(self, batch: pa.RecordBatch, context: FilterContext) -> dict[str, pa.Array]:
         return {"correct": context.task.equal_batch(batch.column("answer"), batch.column("reference"))}
@@ -30,5 +32,5 @@ class Correctness(Filter):
 
 
 @hookimpl
-def register_filters(register: Callable[..., None]) -> None:
+def register_filters(register: RegisterFilter) -> None:
     register(Correctness)

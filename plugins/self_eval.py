@@ -9,7 +9,16 @@ vocabularies) gets the product of its next-token probabilities, read from
 the same forward pass, and P(1) keeps only what does not go on to ``10``.
 ``mode: generate`` instead decodes
 a few greedy tokens and parses the first number (IWSI's way; 0 when none).
-The rows with the top ``keep_percent`` % scores are kept.
+
+The rows with the top ``keep_percent`` % scores are kept: exactly
+``floor(N * k / 100)`` rows, ties at the cut (common with integer ratings)
+broken by a ``seed``-ed hash of each row (``cut_rule: exact``; see
+:func:`curator.filter.percentile_cut`). ``cut_rule: iwsi`` is the released
+code's selection (IWSI's ``filter_data.py``, mode ``Self``, on the ratings
+``self_weight.py`` writes): with c the rating at index ``int(N * k / 100)`` of
+the ratings sorted from best, every row rated at least c is kept when c > 0,
+ties included; when c = 0 exactly ``int(N * k / 100)`` rows are kept, the
+zero-rated ones chosen in file order there and by the seeded hash here.
 """
 
 from __future__ import annotations
@@ -24,15 +33,19 @@ import numpy as np
 import pyarrow as pa
 
 from curator import (
+    TIE_KEY,
     CuratorError,
     Filter,
     FilterContext,
+    RegisterFilter,
     ScoreColumns,
     Selection,
     check_percent,
     hookimpl,
-    keep_by_threshold,
-    percentile_threshold,
+    keep_at_cut,
+    percentile_cut,
+    row_hashes,
+    seeded_keys,
     select_option,
 )
 from curator.lm.options import ModelOptions
@@ -118,7 +131,11 @@ class RatingTokens:
 @dataclass(kw_only=True)
 class SelfEval(ModelOptions, Filter):
     name = "self_eval"
-    columns = ("self_eval",)
+    columns = ("self_eval", TIE_KEY)
+    scope = "row"
+    score_meaning = {"self_eval": "higher"}
+    dependencies = ("torch", "transformers")
+    extra = "lm"
 
     adapter: str | None = None
     mode: Literal["expected", "generate"] = "expected"
@@ -126,6 +143,8 @@ class SelfEval(ModelOptions, Filter):
     max_length: int = 1024
     max_new_tokens: int = 8
     keep_percent: float = select_option(80.0)
+    cut_rule: Literal["exact", "iwsi"] = select_option("exact")
+    seed: int = select_option(0)
 
     def validate(self, step: str) -> None:
         check_percent(self.keep_percent, step)
@@ -159,7 +178,7 @@ class SelfEval(ModelOptions, Filter):
                 lm, self._cut(sequences), max_new_tokens=self.max_new_tokens, token_budget=self.batch_tokens
             )
             values = np.array([parse_rating(t) for t in verdicts], dtype=np.float64)
-        return {"self_eval": pa.array(values, pa.float64())}
+        return {"self_eval": pa.array(values, pa.float64()), TIE_KEY: row_hashes(batch)}
 
     def _cut(self, sequences: list[list[int]], room: int = 0) -> list[list[int]]:
         """Cut long prompts from the left, so the request for a score at the end survives.
@@ -176,11 +195,16 @@ class SelfEval(ModelOptions, Filter):
         return [ids[-keep:] for ids in sequences]
 
     def fit(self, scores: ScoreColumns) -> dict[str, Any]:
-        return {"cut": percentile_threshold(scores.numpy("self_eval"), self.keep_percent, keep="highest")}
+        values, keys = scores.numpy("self_eval"), seeded_keys(scores.column(TIE_KEY), self.seed)
+        if self.cut_rule == "iwsi":
+            released = percentile_cut(values, self.keep_percent, keep="highest", rule="iwsi_inclusive")
+            if released["cut"] is None or released["cut"] > 0:
+                return released
+        return percentile_cut(values, self.keep_percent, keep="highest", tie_keys=keys)
 
     def select(self, batch: pa.RecordBatch, stats: Mapping[str, Any]) -> Selection:
         values = batch.column("self_eval").to_numpy(zero_copy_only=False)
-        return Selection(keep=keep_by_threshold(values, stats["cut"], keep="highest"))
+        return Selection(keep=keep_at_cut(values, stats, seeded_keys(batch.column(TIE_KEY), self.seed)))
 
 
 def parse_rating(text: str) -> float:
@@ -190,5 +214,5 @@ def parse_rating(text: str) -> float:
 
 
 @hookimpl
-def register_filters(register: Any) -> None:
+def register_filters(register: RegisterFilter) -> None:
     register(SelfEval)

@@ -25,7 +25,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from curator import CuratorError, hookimpl
+from curator import CuratorError, RegisterBackend, hookimpl
 from curator.backend import BackendOptions, BatchedBackend, Completion, Request, Result, Usage
 
 
@@ -107,5 +107,5 @@ class TransformersBackend(BatchedBackend):
 
 
 @hookimpl
-def register_backends(register: Any) -> None:
+def register_backends(register: RegisterBackend) -> None:
     register(TransformersBackend)

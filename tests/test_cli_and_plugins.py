@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -42,7 +43,7 @@ def test_plugins_lists_every_builtin_with_kind_and_distribution():
 
 def test_import_and_plugins_command_stay_light():
     code = ("import sys, curator, curator.cli; from curator.plugins import get_registry; get_registry(); "
-            "heavy = [m for m in ('torch', 'transformers', 'openai', 'matplotlib', 'datasets') if m in sys.modules]; "
+            "heavy = [m for m in ('torch', 'transformers', 'openai', 'matplotlib', 'datasets', 'sympy', 'math_verify') if m in sys.modules]; "
             "print(heavy)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
@@ -68,62 +69,33 @@ def test_bad_override_is_exit_2(tmp_path):
     assert run.returncode == 2 and "--set filters.9.x" in run.stderr
 
 
-THIRD_PARTY_MODULE = textwrap.dedent('''
-    from dataclasses import dataclass
-
-    import pyarrow.compute as pc
-    from curator import Filter, Selection, hookimpl, select_option
-
-
-    @dataclass(kw_only=True)
-    class ShortRationales(Filter):
-        name = "short_rationales"
-        columns = ("rationale_chars",)
-        max_chars: int = select_option(2000)
-
-        def score(self, batch, context):
-            return {"rationale_chars": pc.utf8_length(batch["rationale"])}
-
-        def select(self, batch, stats):
-            return Selection(keep=pc.less_equal(batch["rationale_chars"], self.max_chars))
-
-
-    @hookimpl
-    def register_filters(register):
-        register(ShortRationales)
-''')
-
-THIRD_PARTY_PYPROJECT = textwrap.dedent('''
-    [build-system]
-    requires = ["setuptools>=61"]
-    build-backend = "setuptools.build_meta"
-
-    [project]
-    name = "curator-short-rationales"
-    version = "0.3.0"
-
-    [project.entry-points.curator]
-    short_rationales = "curator_short_rationales"
-''')
-
-
-def test_readme_and_plugin_package_examples_are_the_tested_one():
+def readme_plugin_files() -> dict[str, str]:
+    """The README's plugin package, block by block exactly as printed: module, pyproject.toml, test."""
     readme = (ROOT / "README.md").read_text()
-    assert THIRD_PARTY_MODULE.strip() in readme
-    assert THIRD_PARTY_PYPROJECT.strip() in readme
-    assert len(THIRD_PARTY_MODULE.strip().splitlines()) < 40
+    section = readme[readme.index("## Writing a plugin") : readme.index("## Methods")]
+    blocks = re.findall(r"```(\w+)\n(.*?)```", section, re.DOTALL)
+    python = [code for language, code in blocks if language == "python"]
+    toml = [code for language, code in blocks if language == "toml"]
+    assert len(python) == 2 and len(toml) == 1, "the plugin section's code blocks changed; update this test"
+    return {"curator_short_rationales.py": python[0], "pyproject.toml": toml[0],
+            "tests/test_short_rationales.py": python[1]}
+
+
+def test_the_readme_plugin_is_the_one_in_the_plugins_docstring():
+    module = readme_plugin_files()["curator_short_rationales.py"]
+    assert len(module.strip().splitlines()) < 40
     import curator_plugins
 
     example = textwrap.dedent(curator_plugins.__doc__.split("::", 1)[1])
-    assert THIRD_PARTY_MODULE.strip() in example
+    assert module.strip() in example
 
 
 @pytest.mark.slow
-def test_a_pip_installed_third_party_filter_is_listed_and_runs(tmp_path):
+def test_the_readme_plugin_installs_lists_runs_and_passes_its_own_test(tmp_path):
     package = tmp_path / "pkg"
-    package.mkdir()
-    (package / "pyproject.toml").write_text(THIRD_PARTY_PYPROJECT)
-    (package / "curator_short_rationales.py").write_text(THIRD_PARTY_MODULE)
+    for name, text in readme_plugin_files().items():
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
+        (package / name).write_text(text)
     site = tmp_path / "site"
     install = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
@@ -144,6 +116,12 @@ def test_a_pip_installed_third_party_filter_is_listed_and_runs(tmp_path):
     assert max(curated.column("rationale_chars").to_pylist()) <= 300
     rejected = pq.read_table(tmp_path / "out" / "rejected.parquet")
     assert min(rejected.column("rationale_chars").to_pylist()) > 300
+    # The plugin's own test, from its own folder, with the fixtures rationale-curator installs.
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+                           capture_output=True, text=True, cwd=package, env={**os.environ, **env})
+    assert tests.returncode == 0 and "1 passed" in tests.stdout, tests.stdout + tests.stderr
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["steps"][0]["meaning"] == {"rationale_chars": "lower"} and manifest["steps"][0]["scope"] == "row"
 
 
 def test_build_progress_bar_shows_rows_per_second(tmp_path):

@@ -35,6 +35,13 @@ def test_validation_set_from_rationales_or_gsm8k_answers(tmp_path):
     assert read_validation_set(tmp_path / "v.jsonl", limit=3) == (["q0", "q1", "q2"], ["r0", "r1", "r2"])
     pq.write_table(pa.table({"question": ["q"], "answer": [GSM8K_ANSWER]}), tmp_path / "g.parquet")
     assert read_validation_set(tmp_path / "g.parquet") == (["q"], [gsm8k_rationale(GSM8K_ANSWER)])
+    import pyarrow.feather as feather
+
+    feather.write_feather(pa.table({"question": ["q"], "rationale": ["r"]}), tmp_path / "v.arrow")  # any input format
+    assert read_validation_set(tmp_path / "v.arrow") == (["q"], ["r"])
+    (tmp_path / "nulls.jsonl").write_text('{"question": "q", "rationale": "r"}\n{"question": null}\n')
+    with pytest.raises(CuratorError, match=r"nulls.jsonl:2: column 'question' is null"):
+        read_validation_set(tmp_path / "nulls.jsonl")
     (tmp_path / "bad.jsonl").write_text(json.dumps({"question": "q", "text": "t"}) + "\n")
     with pytest.raises(CuratorError, match="'rationale' or GSM8K 'answer'"):
         read_validation_set(tmp_path / "bad.jsonl")
@@ -89,14 +96,16 @@ def test_ds_weight_equals_the_formula_and_keeps_keep_percent(setup, tiny_llama):
     assert step["facts"]["valid_rows"] == 6
 
 
-def test_caps_are_parameters_and_zero_loss_gets_the_inverse_cap():
+def test_caps_are_parameters_and_zero_loss_has_no_weight_as_in_iwsi():
     from curator_plugins.ds_weight import ds_weights
 
+    # IWSI's record_weights.py gives l_i = 0 the weight w' = 0, and filter_data.py (K-Mixed) leaves
+    # w' = 0 out of the percentile pool and drops it: a null DS weight does both here.
     losses = np.array([0.0, 1.0, 2.0, 4.0, 100.0, np.nan])
     np.testing.assert_allclose(
-        ds_weights(losses, 2.0, clip_max=2.0, inverse_cap=5.0), [5.0, 2.0, 1.0, 2.0, 5.0, np.nan]
+        ds_weights(losses, 2.0, clip_max=2.0, inverse_cap=5.0), [np.nan, 2.0, 1.0, 2.0, 5.0, np.nan]
     )
-    np.testing.assert_allclose(ds_weights(losses, 2.0, clip_max=1.5, inverse_cap=3.0)[:5], [3.0, 1.5, 1.0, 2.0, 3.0])
+    np.testing.assert_allclose(ds_weights(losses, 2.0, clip_max=1.5, inverse_cap=3.0)[1:5], [1.5, 1.0, 2.0, 3.0])
 
 
 def test_options_are_checked():

@@ -129,14 +129,119 @@ def test_entropy_normalised_drops_single_answer_groups():
     assert result.column("keep").to_pylist() == [True, True, False, False, True, True, False]
 
 
-def test_entropy_keep_percent_keeps_lowest_rows_pooled():
+def test_entropy_keep_percent_passes_exactly_the_lowest_rows_question_by_question():
+    # unanimous groups of 1-6 rows: every row agrees and has H = 0, so all 300 tie at the cut
+    sizes = np.random.default_rng(8).integers(1, 7, 200)
+    sizes = sizes[np.cumsum(sizes) <= 300]
+    sizes = np.append(sizes, 300 - sizes.sum())
+    groups = [[str(i % 5)] * int(size) for i, size in enumerate(sizes)]
+    for batch_rows in (16384, 40):
+        result = run_filter("entropy", make_candidates(groups), keep_percent=80, seed=1, batch_rows=batch_rows)
+        keep = np.array(result.column("keep").to_pylist())
+        assert keep.sum() == 240
+        stats = manifest_of(result)["steps"][0]["stats"]
+        assert stats["tied_at_cut"] == 300 and stats["kept"] == 240
+        split = [g for g, part in enumerate(np.split(keep, np.cumsum(sizes)[:-1])) if 0 < part.sum() < len(part)]
+        assert len(split) <= 1  # tied questions are taken whole, but for the one at the boundary
     groups = random_groups(5, groups=200)
     result = run_filter("entropy", make_candidates(groups), keep_percent=40)
     entropy = np.array([np.nan if v is None else v for v in result.column("answer_entropy").to_pylist()])
-    finite = np.sort(entropy[np.isfinite(entropy)])
-    cut = finite[math.ceil(len(finite) * 0.4) - 1]
-    assert manifest_of(result)["steps"][0]["stats"]["threshold"] == pytest.approx(cut)
-    confident = np.isfinite(entropy) & (entropy <= cut)
+    cut = manifest_of(result)["steps"][0]["stats"]["threshold"]
+    assert cut == np.sort(entropy[np.isfinite(entropy)])[math.floor(np.isfinite(entropy).sum() * 0.4) - 1]
     keep = np.array(result.column("keep").to_pylist())
-    assert not keep[~confident].any()
-    assert keep.sum() > 0
+    assert not keep[~(entropy <= cut)].any() and keep.sum() > 0
+
+
+def mot_entropy_filter(rationales: list[str], answers: list[str | None], threshold: float = 0.3) -> list[bool]:
+    """MoT's extract_demos_from_inference_result.py (entropy, --filter_no_trigger 1), on parsable answers."""
+    marked = [i for i, r in enumerate(rationales) if "The answer is " in r and answers[i] is not None]
+    counts = Counter(answers[i] for i in marked)
+    if not counts:
+        return [False] * len(answers)
+    ranked = sorted(counts.items(), key=lambda item: item[-1], reverse=True)
+    total = sum(counts.values())
+    h = -sum(c / total * math.log(c / total) for c in counts.values())
+    keep = [False] * len(answers)
+    if h < threshold:
+        keep[next(i for i in marked if answers[i] == ranked[0][0])] = True
+    return keep
+
+
+def iwsi_entropy_filter(answers: list[str | None], threshold: float = 1.0) -> list[bool]:
+    """IWSI's filter_data.py, mode Entropy: H / ln n <= threshold keeps the first-counted majority answer."""
+    stat: dict[str, list[int]] = {}
+    for i, a in enumerate(answers):
+        if a is not None:
+            stat.setdefault(a, []).append(i)
+    if not stat or math.log(sum(len(v) for v in stat.values())) == 0:
+        return [False] * len(answers)
+    total = sum(len(v) for v in stat.values())
+    h = -sum(len(v) / total * math.log(len(v) / total) for v in stat.values())
+    if h / math.log(total) > threshold:
+        return [False] * len(answers)
+    best = max(stat, key=lambda a: len(stat[a]))  # first answer with the top count
+    return [i in stat[best] for i in range(len(answers))]
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_entropy_rule_mot_is_the_released_mot_filter(seed):
+    rng = np.random.default_rng(seed)
+    groups = random_groups(seed)
+    rationales = [[f"So it is {a}." if rng.random() < 0.2 else f"Work. The answer is {a}." for a in g] for g in groups]
+    rationales = [[r if a is not None else "No idea." for r, a in zip(rs, g)] for rs, g in zip(rationales, groups)]
+    result = run_filter("entropy", make_candidates(groups, rationales=rationales), rule="mot")
+    expected = [k for g, r in zip(groups, rationales) for k in mot_entropy_filter(r, g)]
+    assert result.column("keep").to_pylist() == expected
+    assert sum(expected) > 5
+    stats = manifest_of(result)["steps"][0]["stats"]
+    assert stats["rule"] == "mot" and stats["comparison"] == "H < threshold" and stats["one_per_question"]
+
+
+@pytest.mark.parametrize("threshold", [None, 0.5])
+def test_entropy_rule_iwsi_is_the_released_iwsi_filter(threshold):
+    groups = random_groups(2) + [["1", "2"], ["3", "3", "4", "4"]]  # H / ln n = 1 exactly: kept at 1.0 (<=)
+    options = {"rule": "iwsi"} if threshold is None else {"normalize": True, "threshold": threshold}
+    result = run_filter("entropy", make_candidates(groups), **options)
+    expected = [k for g in groups for k in iwsi_entropy_filter(g, threshold or 1.0)]
+    assert result.column("keep").to_pylist() == expected
+    assert manifest_of(result)["steps"][0]["stats"]["comparison"] == "H <= threshold"
+
+
+def test_entropy_options_override_the_rule_and_are_range_checked():
+    from curator import CuratorError
+    from curator_plugins.entropy import Entropy
+
+    mot = Entropy.from_options({"rule": "mot", "require_marker": "", "one_per_question": False}, step="e")
+    assert (mot.threshold, mot.inclusive, mot.require_marker, mot.one_per_question) == (0.3, False, "", False)
+    assert Entropy().options()["rule"] == "project" and Entropy(normalize=True).rule == "iwsi"
+    with pytest.raises(CuratorError, match="'threshold' must be 0 or more, got -1"):
+        Entropy.from_options({"threshold": -1}, step="e")
+    with pytest.raises(CuratorError, match=r"between 0 and 1 \(the normalised entropy"):
+        Entropy.from_options({"normalize": True, "threshold": 1.5}, step="e")
+    with pytest.raises(CuratorError, match="not both"):
+        Entropy.from_options({"threshold": 0.2, "keep_percent": 50}, step="e")
+
+
+def test_majority_vote_min_share_is_a_fraction():
+    from curator import CuratorError
+    from curator_plugins.majority_vote import MajorityVote
+
+    with pytest.raises(CuratorError, match="option 'min_share' must be between 0 and 1, got 2.0"):
+        MajorityVote.from_options({"min_share": 2}, step="vote")
+
+
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
+def test_weighted_vote_refuses_non_finite_logprobs_naming_the_row(bad):
+    from curator import CuratorError
+
+    table = make_candidates([["1", "1"], ["2", "3", "3", "3"]], logprob=[-1.0, -1.0, bad, -1.0, -1.0, -1.0],
+                            n_tokens=[4] * 6)
+    with pytest.raises(CuratorError, match=r"row with id 'q1' sample 0 has logprob (inf|-inf|nan)"):
+        run_filter("majority_vote", table, weight_by="logprob")
+
+
+def test_weighted_vote_gives_a_null_logprob_no_weight():
+    table = make_candidates([["2", "3", "3"]], logprob=[-1.0, None, None], n_tokens=[4, 4, 4])
+    result = run_filter("majority_vote", table, weight_by="logprob")
+    assert result.column("vote_answer").to_pylist() == ["2"] * 3
+    assert result.column("vote_share").to_pylist()[0] == pytest.approx(1.0)

@@ -12,8 +12,8 @@ import pytest
 from curator.backend import Message, SamplingParams
 from curator.errors import CuratorError
 from curator.generate.prompts import FewShotCoT, ZeroShotCoT, load_exemplars, make_prompting
-from curator.generate.questions import QuestionFile, question_id
 from curator.plugins import get_registry
+from curator.questions import QuestionFile, question_id
 
 GSM8K = get_registry().task("gsm8k")
 
@@ -84,6 +84,12 @@ def test_gsm8k_raw_format_gets_stable_ids_and_normalised_references(tmp_path):
     assert [q.id for q in QuestionFile(path, GSM8K)] == [q.id for q in read]
 
 
+def test_jsonl_ids_and_references_may_be_numbers(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"id": 7, "question": "One?", "reference": 1}\n{"id": 8, "question": "Two?", "reference": 2}\n')
+    assert [(q.id, q.reference) for q in QuestionFile(path, GSM8K)] == [("7", "1"), ("8", "2")]
+
+
 def test_parquet_and_dataset_folder_inputs_with_integer_ids(tmp_path):
     table = pa.table({"id": [7, 8], "question": ["One?", "Two?"], "reference": ["1", "2"]})
     pq.write_table(table, tmp_path / "q.parquet")
@@ -100,10 +106,13 @@ def test_parquet_and_dataset_folder_inputs_with_integer_ids(tmp_path):
     ("lines", "message"),
     [
         ('{"question": "A?"}\n{"question": "B?"\n', r"q.jsonl:2: invalid JSON"),
-        ('{"id": "a", "question": "A?"}\n{"id": "a", "question": "B?"}\n', r"row 2: id 'a' already used on row 1"),
-        ('{"id": "a", "question": "A?"}\n{"id": "b", "question": "  "}\n', r"row 2: column 'question' is empty"),
-        ('{"prompt": "A?"}\n', r"no 'question' column \(has: prompt\)"),
-        ('{"question": "A?", "id": ["x"]}\n', r"q.jsonl:1: column 'id' must be text or a number"),
+        ('{"id": "a", "question": "A?"}\n{"id": "a", "question": "B?"}\n', r"q.jsonl:2: id 'a' already used on line 1"),
+        ('{"id": "a", "question": "A?"}\n{"id": "b", "question": "  "}\n', r"q.jsonl:2: column 'question' is empty"),
+        ('{"prompt": "A?"}\n', r"q.jsonl: missing required column 'question' \(has: prompt\)"),
+        ('{"question": "A?", "id": ["x"]}\n', r"q.jsonl: column 'id' must be a string, got list"),
+        ('{"question": "A?", "id": "a"}\n{"question": "B?", "id": 7}\n', r"q.jsonl:2: column 'id' is float here but str"),
+        ('{"question": "A?"}\n{"question": 3}\n', r"q.jsonl:2: column 'question' must be a string, got int"),
+        ('{"question": "A?"}\n{"question": null}\n', r"q.jsonl:2: column 'question' is null"),
     ],
 )
 def test_bad_question_files_name_the_row(tmp_path, lines, message):

@@ -14,7 +14,7 @@ pytest.importorskip("transformers")
 
 from curator.backend import BackendOptions, Request, SamplingParams  # noqa: E402
 from curator.errors import CuratorError  # noqa: E402
-from curator.generate import GenerateSettings, ZeroShotCoT, run_generate  # noqa: E402
+from curator.generate import GenerateConfig, ZeroShotCoT, run_generate  # noqa: E402
 from curator.lm.decoding import finish  # noqa: E402
 from curator_plugins.transformers_backend import TransformersBackend  # noqa: E402
 
@@ -79,11 +79,12 @@ def test_chat_needs_a_chat_template(tiny_llama):
 def test_generate_runs_on_the_embedded_backend(tiny_llama, tmp_path):
     questions = tmp_path / "q.jsonl"
     questions.write_text("".join(json.dumps({"id": f"q{i}", "question": f"Ali has {i} books."}) + "\n" for i in range(3)))
-    settings = GenerateSettings(
+    config = GenerateConfig(
         input=str(questions), output=str(tmp_path / "out"), task="gsm8k", backend="transformers",
         model=str(tiny_llama), n=2, temperature=0.8, max_tokens=12, answer_max_tokens=4, seed=0, progress=False,
+        device="cpu", batch_size=4,
     )
-    summary = run_generate(settings, BackendOptions(model=str(tiny_llama), device="cpu", seed=0, batch_size=4))
+    summary = run_generate(config)
     assert (summary.questions, summary.rows, summary.failed) == (3, 6, 0)
     table = pq.read_table(tmp_path / "out" / "candidates.parquet")
     assert table["id"].to_pylist() == ["q0", "q0", "q1", "q1", "q2", "q2"]

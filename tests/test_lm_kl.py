@@ -79,3 +79,29 @@ def test_the_bare_base_can_stand_for_one_side(models):
     plain = load_causal_lm(str(base), device="cpu")
     merged = load_causal_lm(str(base), adapter=str(first), device="cpu")
     np.testing.assert_allclose(mean_kl(adapted, bare, encoded), mean_kl(merged, plain, encoded), rtol=1e-4, atol=1e-6)
+
+
+def test_models_with_different_vocabularies_are_a_one_line_error(models, tmp_path):
+    from curator import CuratorError
+    from curator.testing.tiny import train_tokenizer
+
+    base, _, _ = models
+    wide = build_tiny_llama(tmp_path / "wide", tokenizer=train_tokenizer(arithmetic_corpus(), 700))
+    p, n = load_causal_lm(str(base), device="cpu"), load_causal_lm(str(wide), device="cpu")
+    assert len(n.tokenizer) > len(p.tokenizer)
+    with pytest.raises(CuratorError, match=r"^nce_kl: the two models' vocabularies differ \(\d+ and \d+ tokens\)"):
+        mean_kl(n, p, samples(p.tokenizer))
+
+
+def test_an_adapter_on_the_output_head_is_a_one_line_error(models, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from curator import CuratorError
+
+    base, _, (first, _) = models
+    config = LoraConfig(r=2, target_modules=["lm_head"], init_lora_weights=False)
+    get_peft_model(AutoModelForCausalLM.from_pretrained(base), config).save_pretrained(str(tmp_path / "head"))
+    p, n = load_adapter_pair(str(base), str(first), str(tmp_path / "head"), device="cpu")
+    with pytest.raises(CuratorError, match="^nce_kl: an adapter that changes the output head is not supported"):
+        mean_kl(n, p, samples(p.tokenizer))

@@ -8,11 +8,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from curator.errors import CuratorError
+from curator.formats import Example, fine_tune_cot, format_row, natural
 from curator.testing.tiny import arithmetic_corpus, train_tokenizer
 from curator.train.batching import collate, plan_batches
 from curator.train.config import TrainConfig
 from curator.train.data import IGNORE, encode_examples, read_training_table
-from curator.train.formats import Example, fine_tune_cot, format_row, natural
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
@@ -42,7 +42,7 @@ def test_chat_format_splits_at_the_assistant_turn(tokenizer):
         example = format_row({"question": "2+3?", "rationale": "It is 5."}, "chat", tokenizer)
     finally:
         tokenizer.chat_template = None
-    assert example == Example("<s>user: 2+3?\n<s>assistant:", " It is 5.\n")
+    assert example == Example("<s>user: 2+3?\n<s>assistant:", " It is 5.")  # what follows the turn is not learned
     with pytest.raises(CuratorError, match="no chat template"):
         format_row({"question": "q", "rationale": "r"}, "chat", tokenizer)
 
@@ -92,7 +92,7 @@ def test_a_chat_templates_special_tokens_never_carry_loss(tokenizer):
         example = format_row({"question": "2+3?", "rationale": "It is 5."}, "chat", tokenizer)
     finally:
         tokenizer.chat_template = None
-    assert example.completion == "It is 5.</s>\n"
+    assert example.completion == "It is 5.</s>"  # the template's trailing newline is stripped
     special = set(tokenizer.all_special_ids)
     for loss_on_prompt in (False, True):
         (sample,), _ = encode_examples(
@@ -233,3 +233,15 @@ def test_config_from_yaml_with_overrides(tmp_path):
         TrainConfig(data="d", model="m", output="o", objective="nce")
     with pytest.raises(CuratorError, match="objective must be one of"):
         TrainConfig(data="d", model="m", output="o", objective="dpo")
+
+
+def test_dtypes_are_the_shared_list_and_training_refuses_float16():
+    from curator.lm.loading import DTYPES
+
+    for dtype in DTYPES:
+        if dtype != "float16":
+            assert TrainConfig(data="d", model="m", output="o", dtype=dtype).dtype == dtype
+    with pytest.raises(CuratorError, match="dtype float16 is not supported for training"):
+        TrainConfig(data="d", model="m", output="o", dtype="float16")
+    with pytest.raises(CuratorError, match="dtype must be one of auto, bfloat16, float16, float32"):
+        TrainConfig(data="d", model="m", output="o", dtype="half")

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from curator.cli import main
 from curator.errors import CuratorError
 from curator.testing.tiny import arithmetic_corpus, build_tiny_llama
-from curator.train import TrainConfig, train
+from curator.train import TrainConfig, run_train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -44,7 +44,7 @@ def run(data, base, output, callbacks=(), **overrides):
         lr=1e-2, lora_alpha=32, batch_tokens=1024, log_every=1, save_every=0, progress=False, warmup_ratio=0.0
     )
     settings.update(overrides)
-    return train(TrainConfig(data=str(data), model=base, output=str(output), **settings), callbacks)
+    return run_train(TrainConfig(data=str(data), model=base, output=str(output), **settings), callbacks)
 
 
 def adapter(output) -> dict[str, torch.Tensor]:
@@ -172,13 +172,13 @@ def test_cli_trains_from_yaml_and_reports_bad_input(tmp_path, data, base, capsys
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["config"]["lora_r"] == 4 and manifest["config"]["format"] == "fine-tune-cot"
     assert manifest["steps"] == 2 and (out / "merged" / "config.json").exists()
-    assert "trained 2 steps" in capsys.readouterr().err
+    assert "trained 2 steps" in capsys.readouterr().out
 
     for argv, message in [
         (["--data", str(tmp_path / "none.parquet")], "no such file"),
         (["--data", data, "--where", "dropped_by=correctness"], "no column 'dropped_by'"),
         (["--data", data, "--objective", "nce"], "needs a teacher"),
-        (["--data", data, "--model", str(tmp_path)], "cannot load the tokenizer"),
+        (["--data", data, "--model", str(tmp_path)], "not a model folder (no config.json)"),
         (["--data", data, "--batch-tokens", "100000000"], "lower --batch-tokens"),
     ]:
         full = ["train", "--model", base, "--output", str(tmp_path / "bad"), "--max-steps", "1", *argv]
@@ -187,6 +187,39 @@ def test_cli_trains_from_yaml_and_reports_bad_input(tmp_path, data, base, capsys
         assert exit_info.value.code == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1
+
+
+def test_resume_with_more_steps_extends_a_finished_run(tmp_path, data, base):
+    from curator.train.loop import learning_rate
+
+    settings = dict(batch_tokens=256, warmup_ratio=0.2)
+    straight: list[dict] = []
+    run(data, base, tmp_path / "straight", callbacks=[straight.append], max_steps=8, **settings)
+    run(data, base, tmp_path / "run", max_steps=4, **settings)
+    four = adapter(tmp_path / "run")
+    extended: list[dict] = []
+    result = run(data, base, tmp_path / "run", callbacks=[extended.append], resume=True, max_steps=8, **settings)
+
+    assert result.steps == 8 and [r["step"] for r in extended] == [5, 6, 7, 8]
+    # The extra steps: the data an 8-step run sees there, on the schedule of an 8-step run.
+    assert [r["tokens"] - e["tokens"] for r, e in zip(extended, straight[4:], strict=True)] == [0] * 4
+    eight = TrainConfig(data="-", model="-", output="-", lr=1e-2, max_steps=8, **settings)
+    assert [r["lr"] for r in extended] == [learning_rate(eight, s, 8) for s in range(4, 8)]
+    assert [r["lr"] for r in straight[4:]] == [r["lr"] for r in extended]
+    assert not all(torch.equal(four[k], v) for k, v in adapter(tmp_path / "run").items())
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == list(range(1, 9))
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["steps"] == 8 and manifest["resumed_from"].endswith("step-00000004")
+
+    with pytest.raises(CuratorError, match="differ from the checkpoint's: lr"):
+        run(data, base, tmp_path / "run", resume=True, max_steps=12, **dict(settings, lr=5e-3))
+    with pytest.raises(CuratorError, match="at step 8, past the 6 steps this run is set to"):
+        run(data, base, tmp_path / "run", resume=True, max_steps=6, **settings)
+
+    one = run(data, base, tmp_path / "epochs", epochs=1, **settings)
+    two = run(data, base, tmp_path / "epochs", resume=True, epochs=2, **settings)
+    assert two.steps == 2 * one.steps and two.tokens == 2 * one.tokens  # a second pass over the same samples
 
 
 def test_nce_objective_trains_against_a_teacher_adapter(tmp_path, trained, base):
@@ -209,7 +242,7 @@ def test_unset_batch_tokens_are_chosen_for_the_memory_and_kept_on_resume(tmp_pat
     shape = ModelShape.of(AutoConfig.from_pretrained(base))
     small = int(training_bytes(shape, 1500, width=64, checkpointing=False, lora_dropout=0.05) / plan.SAFETY)
     monkeypatch.setattr(plan, "available_memory", lambda device: small)
-    run(data, base, tmp_path / "auto", batch_tokens=None, max_steps=2, save_every=1)
+    run(data, base, tmp_path / "auto", batch_tokens=None, max_steps=2, save_every=1, progress=True)
     memory = json.loads((tmp_path / "auto" / "manifest.json").read_text())["memory"]
     assert memory["chosen"] and not memory["gradient_checkpointing"] and memory["available_bytes"] == small
     assert memory["grad_accum"] > 1 and memory["batch_tokens"] * memory["grad_accum"] >= plan.DEFAULT_STEP_TOKENS
@@ -217,7 +250,7 @@ def test_unset_batch_tokens_are_chosen_for_the_memory_and_kept_on_resume(tmp_pat
     assert "train: micro-batches of up to" in capsys.readouterr().err
 
     monkeypatch.setattr(plan, "available_memory", lambda device: 1024 * GiB)  # more memory now: same plan on resume
-    run(data, base, tmp_path / "auto", batch_tokens=None, max_steps=2, save_every=1, resume=True)
+    run(data, base, tmp_path / "auto", batch_tokens=None, max_steps=2, save_every=1, resume=True, progress=True)
     again = json.loads((tmp_path / "auto" / "manifest.json").read_text())["memory"]
     assert {k: again[k] for k in ("batch_tokens", "grad_accum")} == {k: memory[k] for k in ("batch_tokens", "grad_accum")}
     assert "(from the checkpoint)" in capsys.readouterr().err

@@ -9,12 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from curator.formats import natural
 from curator.testing.tiny import arithmetic_corpus, tiny_llama_config, train_tokenizer
 from curator.train import losses
 from curator.train.batching import collate
 from curator.train.config import TrainConfig
 from curator.train.data import encode_examples
-from curator.train.formats import natural
 from curator.train.model import with_lora
 from curator.train.objectives import NCE, SFT
 

@@ -7,7 +7,17 @@
 
 Generation goes through the same backends as ``curator generate``, so a
 vLLM server (``--base-url``) makes evaluation fast. Importing this package
-does not import torch.
+does not import torch::
+
+    from curator.evaluate import EvalConfig, run_eval
+
+    result = run_eval(EvalConfig(model="Qwen/Qwen2.5-1.5B", adapter="adapters/iwsi", data="test.jsonl",
+                                 task="gsm8k", strategy="self-consistency", n=16, output="eval/iwsi"))
 """
 
 from __future__ import annotations
+
+from curator.evaluate.config import EvalConfig, EvalResult
+from curator.evaluate.run import run_eval
+
+__all__ = ["EvalConfig", "EvalResult", "run_eval"]

@@ -9,59 +9,69 @@ checkpoints, so re-running a comparison does not train a finished run again
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from curator.evaluate.run import EvalConfig, run_eval
+from curator.evaluate.config import EvalConfig
+from curator.evaluate.run import run_eval
+from curator.report.config import CompareConfig
 
 
-@dataclass
 class TrainThenEvaluate:
     """Train and evaluate settings shared by every recipe of a comparison (checked before any build)."""
 
-    model: str
-    eval_data: Path
-    strategy: str = "greedy"
-    samples: int | None = None
-    train_config: Path | None = None
-    max_steps: int | None = None
-    max_tokens: int = 256
-    progress: bool = True
-
-    def __post_init__(self) -> None:
+    def __init__(self, config: CompareConfig) -> None:
+        assert config.model is not None and config.eval_data is not None  # CompareConfig checks
+        self.config = config
         self.evaluation = EvalConfig(
-            model=self.model,
-            data=str(self.eval_data),
+            model=config.model,
+            data=config.eval_data,
             task="",
-            strategy=self.strategy,
-            n=self.samples,
-            max_tokens=self.max_tokens,
+            strategy=config.strategy,
+            n=config.n,
+            max_tokens=config.max_tokens,
             output="",
-            progress=self.progress,
+            progress=config.progress,
         )
 
     def __call__(self, curated: Path, folder: Path, task: str) -> dict[str, Any]:
-        from curator.train import TrainConfig, train
+        from curator.train import run_train
 
         adapter = folder / "adapter"
+        config = self._train_config(curated, adapter)
+        run_train(config)
+        return self._evaluate(folder, task, config.format, adapter)
+
+    def base(self, folder: Path, task: str) -> dict[str, Any]:
+        """The base model with no adapter, asked as the adapters were taught: what training added."""
+        return self._evaluate(folder, task, self._train_config(folder, folder).format, None)
+
+    def _train_config(self, curated: Path, adapter: Path) -> Any:
+        from curator.train import TrainConfig
+
         overrides = {
             "data": str(curated),
-            "model": self.model,
+            "model": self.config.model,
             "output": str(adapter),
-            "max_steps": self.max_steps,
+            "max_steps": self.config.max_steps,
             "resume": True,
-            "progress": self.progress,
+            "progress": self.config.progress,
         }
-        config = TrainConfig.from_sources(self.train_config, overrides)
-        train(config)
+        return TrainConfig.from_sources(self.config.train_config, overrides)
+
+    def _evaluate(self, folder: Path, task: str, format: str, adapter: Path | None) -> dict[str, Any]:
         evaluation = replace(
             self.evaluation,
-            adapter=str(adapter),
+            adapter=str(adapter) if adapter else None,
             task=task,
-            format=config.format,  # ask the way the adapter was taught
+            format=format,  # ask the way the adapter was taught
             output=str(folder / "eval"),
         )
         result = run_eval(evaluation)
         keys = ("accuracy", "ci95", "correct", "questions", "failed_requests")
-        return {key: result.metrics[key] for key in keys}
+        return {
+            **{key: result.metrics[key] for key in keys},
+            "predictions": str(result.predictions),
+            "adapter": str(adapter) if adapter else None,
+        }

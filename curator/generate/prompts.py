@@ -4,8 +4,9 @@ Every request carries its prompt both as completion text and as chat
 messages, so a chat model gets the same words: one user message, and for the
 zero-shot answer stage a follow-up turn after the model's own rationale.
 
-Completions are cut at the next ``\\nQ:`` in both strategies: a model that
-starts a new question has finished its answer. For zero-shot CoT the task
+Both strategies ask in the natural layout of :mod:`curator.formats`, and
+completions are cut at its stop, the next ``\\nQ:``: a model that starts a
+new question has finished its answer. For zero-shot CoT the task
 parses ``rationale + "\\nTherefore, the answer is" + answer_text``, so a
 parser that reads the first number after its last marker sees exactly the
 stage-2 answer, and a ``\\boxed{}`` parser still finds one in the rationale.
@@ -22,10 +23,10 @@ from typing import ClassVar
 
 from curator.backend import Message, Request, SamplingParams
 from curator.errors import CuratorError
+from curator.formats import QUESTION_STOP, natural
 
 STEP_BY_STEP = "Let's think step by step."
 ANSWER_TRIGGER = "Therefore, the answer is"
-QUESTION_STOP = "\nQ:"
 BUILTIN_EXEMPLARS = {"gsm8k": "gsm8k_exemplars.jsonl", "numeric": "gsm8k_exemplars.jsonl"}
 
 
@@ -66,7 +67,7 @@ class ZeroShotCoT(Prompting):
     two_stage = True
 
     def first(self, question: str, params: SamplingParams) -> Request:
-        return Request.single_turn(f"Q: {question}\nA: {STEP_BY_STEP}", params)
+        return Request.single_turn(natural(question, STEP_BY_STEP).text, params)
 
     def second(self, first: Request, rationale: str, params: SamplingParams) -> Request:
         rationale = rationale.rstrip()
@@ -83,10 +84,10 @@ class FewShotCoT(Prompting):
     name = "few-shot-cot"
 
     def __init__(self, exemplars: list[Exemplar]) -> None:
-        self.prefix = "".join(f"Q: {e.question}\nA: {e.answer}\n\n" for e in exemplars)
+        self.prefix = "".join(natural(e.question, e.answer).text + "\n\n" for e in exemplars)
 
     def first(self, question: str, params: SamplingParams) -> Request:
-        return Request.single_turn(f"{self.prefix}Q: {question}\nA:", params)
+        return Request.single_turn(self.prefix + natural(question).prompt, params)
 
 
 def load_exemplars(path: str | Path | None, task: str) -> list[Exemplar]:
@@ -95,13 +96,17 @@ def load_exemplars(path: str | Path | None, task: str) -> list[Exemplar]:
         if task not in BUILTIN_EXEMPLARS:
             known = ", ".join(sorted(BUILTIN_EXEMPLARS))
             raise CuratorError(f"few-shot-cot needs --exemplars for task '{task}' (built-in exemplars: {known})")
-        lines = files("curator").joinpath("data", BUILTIN_EXEMPLARS[task]).read_text().splitlines()
+        lines = files("curator").joinpath("data").joinpath(BUILTIN_EXEMPLARS[task]).read_text().splitlines()
         where = f"built-in {BUILTIN_EXEMPLARS[task]}"
     else:
         try:
-            lines = Path(path).read_text().splitlines()
+            data = Path(path).read_bytes()
+            lines = data.decode("utf-8").splitlines()
         except OSError as exc:
             raise CuratorError(f"{path}: cannot read exemplars ({exc.strerror})") from exc
+        except UnicodeDecodeError as exc:
+            at = data.count(b"\n", 0, exc.start) + 1
+            raise CuratorError(f"{path}:{at}: not UTF-8 text (byte {data[exc.start]:#04x})") from None
         where = str(path)
     exemplars = []
     for number, line in enumerate(lines, 1):
@@ -120,10 +125,14 @@ def load_exemplars(path: str | Path | None, task: str) -> list[Exemplar]:
     return exemplars
 
 
+PROMPTS = (ZeroShotCoT.name, FewShotCoT.name)
+"""The strategies ``--prompt`` names."""
+
+
 def make_prompting(name: str, exemplars: str | Path | None, task: str) -> Prompting:
     """The strategy called ``name`` (``--prompt``)."""
     if name == ZeroShotCoT.name:
         return ZeroShotCoT()
     if name == FewShotCoT.name:
         return FewShotCoT(load_exemplars(exemplars, task))
-    raise CuratorError(f"unknown prompt '{name}' (choose zero-shot-cot or few-shot-cot)")
+    raise CuratorError(f"unknown prompt '{name}' (choose {' or '.join(PROMPTS)})")

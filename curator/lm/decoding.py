@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from curator.lm.head import base_model
 from curator.lm.loading import LoadedModel
 from curator.lm.memory import (
     ModelShape,
@@ -140,7 +141,7 @@ class _Runner:
     """One model, one sampling setting: batches prompts and runs the loop on each batch."""
 
     def __init__(self, model: Any, lm: LoadedModel, sampling: Sampling, stops: set[int], generator: Any) -> None:
-        inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+        inner = base_model(model)
         parameters = inspect.signature(inner.forward).parameters
         self.model, self.lm, self.sampling, self.generator = model, lm, sampling, generator
         self.stops = stops
@@ -329,16 +330,20 @@ def _preallocated_cache(layers: int, capacity: int) -> Any:
             if not self.is_initialized:
                 self.lazy_initialization(key_states, value_states)
             start, end = self.length, self.length + key_states.shape[-2]
-            self.keys[:, :, start:end] = key_states
-            self.values[:, :, start:end] = value_states
+            keys: Any = self.keys
+            values: Any = self.values
+            keys[:, :, start:end] = key_states
+            values[:, :, start:end] = value_states
             self.length = end
-            return self.keys[:, :, :end], self.values[:, :, :end]
+            return keys[:, :, :end], values[:, :, :end]
 
         def get_seq_length(self) -> int:
             return self.length if self.is_initialized else 0
 
         def batch_select_indices(self, indices: Any) -> None:
             if self.is_initialized:
-                self.keys, self.values = self.keys[indices], self.values[indices]
+                keys: Any = self.keys
+                values: Any = self.values
+                self.keys, self.values = keys[indices], values[indices]
 
     return Cache(layers=[PreallocatedLayer() for _ in range(layers)])

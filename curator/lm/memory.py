@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from curator.errors import CuratorError
+from curator.lm.head import base_model
 
 GiB = 1 << 30
 SAFETY = 0.8
@@ -266,7 +267,7 @@ def inference_token_budget(model: Any, width: int, requested: int | None, defaul
     A budget the user asked for that cannot fit is refused in one line; the
     default shrinks to what fits, down to one sequence of ``width`` tokens.
     """
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = base_model(model)
     shape = ModelShape.of(inner.config)
     element = next(inner.parameters()).element_size()
     per_token = inference_bytes_per_token(shape, width=width, bytes_per_element=element)

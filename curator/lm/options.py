@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from curator.errors import CuratorError
 from curator.filter import runtime_option
 from curator.lm.loading import (
-    DTYPE_NAMES,
+    DTYPES,
     LoadedModel,
     load_adapter_pair,
     load_causal_lm,
@@ -33,6 +33,7 @@ class ModelOptions:
     """``model``: a folder (relative to the recipe) or a hub name; the rest tune loading."""
 
     name: ClassVar[str]
+    uses_model: ClassVar[bool] = True
 
     model: str
     dtype: str | None = None
@@ -42,9 +43,9 @@ class ModelOptions:
 
     def check_model_options(self, step: str) -> None:
         """Reject a dtype or batch size that loading would fail on later, naming the step."""
-        if self.dtype is not None and self.dtype not in DTYPE_NAMES:
+        if self.dtype is not None and self.dtype not in DTYPES:
             raise CuratorError(
-                f"filter step '{step}': option 'dtype' must be one of {', '.join(DTYPE_NAMES)}, got {self.dtype!r}"
+                f"filter step '{step}': option 'dtype' must be one of {', '.join(DTYPES)}, got {self.dtype!r}"
             )
         if self.batch_tokens is not None and self.batch_tokens < 1:
             raise CuratorError(f"filter step '{step}': option 'batch_tokens' must be positive, got {self.batch_tokens}")

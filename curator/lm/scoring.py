@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from curator.lm.head import base_model, logit_adjustment
 from curator.lm.loading import LoadedModel
 
 if TYPE_CHECKING:
@@ -260,17 +261,20 @@ def padded_batches(
         report_rows(len(order))
 
 
-def span_positions(mask: torch.Tensor, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def span_positions(
+    mask: torch.Tensor, starts: torch.Tensor, *, through_end: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(row, position) of every hidden state that predicts a scored token.
 
     The token at ``t`` is predicted at ``t - 1``; a row scores tokens from its
-    start to its last real token.
+    start to its last real token. ``through_end`` also takes the last real
+    position, whose prediction is of whatever would follow the text.
     """
     import torch
 
     lengths = mask.sum(1, keepdim=True)
     pos = torch.arange(mask.shape[1], device=mask.device)[None, :]
-    predicting = (pos >= starts[:, None] - 1) & (pos < lengths - 1)
+    predicting = (pos >= starts[:, None] - 1) & (pos < lengths - (0 if through_end else 1))
     rows, positions = predicting.nonzero(as_tuple=True)
     return rows, positions
 
@@ -280,9 +284,9 @@ class Network:
     """A causal LM split into its body (hidden states) and its output head.
 
     Running the head separately is what lets the scorer compute logits only
-    for the positions it needs, in chunks. The logit transforms some
-    architectures apply after the head (soft-capping, scaling) are applied here
-    too, so the log-probabilities equal the model's own.
+    for the positions it needs, in chunks. What some architectures do after
+    the head (:mod:`curator.lm.head`) is applied here too, so the
+    log-probabilities equal the model's own.
     """
 
     body: Any
@@ -292,26 +296,9 @@ class Network:
 
     @classmethod
     def of(cls, model: Any) -> Network:
-        inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+        inner = base_model(model)
         head = inner.get_output_embeddings()
-        config = inner.config.get_text_config()
-        cap = getattr(config, "final_logit_softcapping", None)
-        divisor = getattr(config, "logits_scaling", None)
-        scale = getattr(inner, "logit_scale", None)
-
-        def transform(logits: torch.Tensor) -> torch.Tensor:
-            import torch
-
-            if scale is not None:
-                logits = logits * scale
-            if divisor is not None:
-                logits = logits / divisor
-            if cap is not None:
-                logits = torch.tanh(logits / cap) * cap
-            return logits
-
-        needed = any(v is not None for v in (cap, divisor, scale))
-        return cls(inner.get_decoder(), head, transform if needed else None, int(head.weight.shape[0]))
+        return cls(inner.get_decoder(), head, logit_adjustment(inner), int(head.weight.shape[0]))
 
     def hidden(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Final hidden states ``[batch, seq, hidden]`` (after the last norm) of right-padded rows.

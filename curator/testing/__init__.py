@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curator.filter import Filter
-from curator.hookspecs import hookimpl
+from curator.hookspecs import RegisterFilter, hookimpl
 from curator.plugins import Registry, get_registry, registry_for
 
 ORDER = "__input_order"
@@ -77,8 +77,7 @@ def run_filter(
     columns, ``keep``, ``weight`` and ``dropped_by``; the build's manifest is
     in the table's schema metadata under ``b"manifest"``.
     """
-    from curator.engine import run_build
-    from curator.recipe import parse_recipe
+    from curator.build import parse_recipe, run_build
 
     if isinstance(filter, Filter):
         options = {**filter.options(), **options}
@@ -112,15 +111,10 @@ def _registry_with(cls: type[Filter]) -> Registry:
     class _Plugin:
         @staticmethod
         @hookimpl
-        def register_filters(register: Any) -> None:
+        def register_filters(register: RegisterFilter) -> None:
             register(cls)
 
-    installed = get_registry()
-    registry = registry_for([_Plugin])
-    for kind, table in installed.entries.items():
-        for name, entry in table.items():
-            registry.entries[kind].setdefault(name, entry)
-    return registry
+    return get_registry().replaced_by(registry_for([_Plugin]))
 
 
 def manifest_of(result: pa.Table) -> Mapping[str, Any]:

@@ -66,7 +66,7 @@ def convert(source: Path, folder: Path, dtype: str = "float32") -> None:
         raise MissingDependency("gguf", "curator.testing.smollm2", extra="smollm2")
     try:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+        from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:
         raise MissingDependency(exc.name or "transformers", "curator.testing.smollm2", extra="smollm2") from None
 
@@ -75,7 +75,7 @@ def convert(source: Path, folder: Path, dtype: str = "float32") -> None:
     config = quantised.config
     if hasattr(config, "quantization_config"):
         delattr(config, "quantization_config")  # the weights below are plain floats
-    model = LlamaForCausalLM(config)
+    model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(quantised.state_dict())
     model.generation_config = quantised.generation_config
     model.to(getattr(torch, dtype)).save_pretrained(folder, safe_serialization=True)

@@ -7,16 +7,15 @@ the train package without paying for it. Defaults follow METHODS §4.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from curator.errors import CuratorError
+from curator.formats import FORMATS
+from curator.lm.loading import DTYPES, NAT_CANNOT_MERGE, check_device
+from curator.settings import check_bounds, read_yaml_file, setting
 
-FORMATS = ("natural", "fine-tune-cot", "chat")
-DTYPES = ("auto", "bfloat16", "float32")
 PACKING = ("auto", "on", "off")
 
 OBJECTIVES: dict[str, str] = {
@@ -24,6 +23,7 @@ OBJECTIVES: dict[str, str] = {
     "nce": "curator.train.objectives:NCE",
     "ranker": "curator.train.ranker:Ranker",
     "ranker-pairwise": "curator.train.ranker:PairwiseRanker",
+    "nat": "curator.train.nat:NAT",
 }
 """Objective name -> ``module:Class`` (a subclass of ``curator.train.objectives.Objective``).
 
@@ -31,61 +31,112 @@ Import paths rather than classes, so that naming the objectives (CLI
 choices, config checks) does not import torch.
 """
 
-# Changing these between a run and its resume would silently train something else.
+# Changing these between a run and its resume would silently train something else. The run's
+# length (epochs, max_steps) may change: a longer one extends the run (see loop.learning_rate).
+# An objective adds its own (Objective.fingerprint: NAT's settings and its negative adapter's content).
 RESUME_INVARIANT = (
     "model", "where", "format", "loss_on_prompt", "max_length", "objective", "teacher",
     "lora_r", "lora_alpha", "lora_dropout", "target_modules", "lr", "weight_decay",
-    "warmup_ratio", "min_lr_ratio", "max_grad_norm", "epochs", "max_steps",
+    "warmup_ratio", "min_lr_ratio", "max_grad_norm",
     "batch_tokens", "grad_accum", "packing", "seed", "dtype",
 )
 
 
 @dataclass
 class TrainConfig:
-    """Everything one training run depends on; recorded whole in ``manifest.json``."""
+    """Everything one training run depends on; recorded whole in ``manifest.json``.
 
-    data: str
-    model: str
-    output: str
-    where: list[str] = field(default_factory=list)
-    format: str = "natural"
-    loss_on_prompt: bool = False
-    max_length: int = 1024
-    objective: str = "sft"
-    teacher: str | None = None
-    lora_r: int = 16
-    lora_alpha: int = 16
+    The fields with help text are also ``curator train`` options; the rest
+    are set in the YAML file (``--config``) or the API.
+    """
+
+    data: list[str] = setting(
+        help="Rows to train on: Parquet, JSONL, Arrow, a saved dataset folder, hf:NAME, or a build's output folder "
+        "(its curated.parquet; with the ranker objectives curated.parquet and rejected.parquet, the "
+        "positives and negatives a ranker needs); repeatable, the rows of every file in order."
+    )
+    model: str = setting(help="Base model: hub name or local folder.")
+    output: str = setting(help="Folder for the adapter, checkpoints, metrics.jsonl, loss.png, manifest.json.")
+    data_config: str | None = setting(
+        None, help="The config (subset) of an hf:NAME --data, e.g. main for hf:openai/gsm8k (--config is the settings file)."
+    )
+    split: str | None = setting(None, help="The split of an hf:NAME --data, e.g. train (default: its only split).")
+    where: list[str] = setting(
+        default_factory=list, help="Keep rows where COLUMN=VALUE (or !=, null); repeatable, all must hold."
+    )
+    format: str = setting("natural", choices=FORMATS, help="Text layout of a sample's prompt and completion.")
+    loss_on_prompt: bool = setting(False, help="Also learn the prompt tokens.")
+    max_length: int = setting(1024, minimum=1, help="Longest sample in tokens; longer ones are truncated.")
+    objective: str = setting(
+        "sft",
+        choices=tuple(OBJECTIVES),
+        help="sft; nce (needs --teacher); ranker or ranker-pairwise (the ASC ranker: rows with a 'correct' "
+        "label, both kinds, e.g. a build folder); nat (needs --negative-adapter).",
+    )
+    teacher: str | None = setting(
+        None, help="NCE teacher P: a model folder, or a PEFT or NAT adapter folder on the same base."
+    )
+    negative_adapter: str | None = setting(
+        None,
+        help="--objective nat: the frozen negative LoRA (PEFT folder), e.g. trained with "
+        "--where dropped_by=correctness on rejected.parquet.",
+    )
+    nat_width: int = 128
+    """NAT's integration width (the released code's 128)."""
+    nat_negative_dropout: bool = True
+    """Dropout on the frozen negative branch's input while training NAT, as the released code has it."""
+    lora_r: int = setting(16, minimum=1, help="LoRA rank.")
+    lora_alpha: int = setting(16, help="LoRA alpha: the update is scaled by alpha / r.")
     lora_dropout: float = 0.05
     target_modules: list[str] | str = "all-linear"
-    lr: float = 3e-4
+    lr: float = setting(3e-4, above=0.0, help="Peak learning rate: linear warmup, then cosine decay.")
     weight_decay: float = 0.0
     warmup_ratio: float = 0.03
     min_lr_ratio: float = 0.0
     max_grad_norm: float = 1.0
-    epochs: int = 1
-    max_steps: int | None = None
-    batch_tokens: int | None = None  # None: chosen for the memory available (see train/memory.py)
-    grad_accum: int = 1
-    packing: str = "auto"
+    epochs: int = setting(1, minimum=1, help="Passes over the data (unless --max-steps is given).")
+    max_steps: int | None = setting(
+        None, minimum=1, help="Optimiser steps (overrides --epochs); with --resume, a larger value extends a run."
+    )
+    batch_tokens: int | None = setting(
+        None,
+        minimum=1,
+        help="Token budget of one micro-batch (padding counted when padded; default: the largest that fits the "
+        "memory available, estimated from the model's shape).",
+    )
+    grad_accum: int = setting(1, minimum=1, help="Micro-batches per optimiser step.")
+    packing: str = setting("auto", choices=PACKING, help="Pack samples into rows; auto: when the attention is varlen (flash).")
     attn_implementation: str | None = None
-    dtype: str = "auto"
-    gradient_checkpointing: bool | None = None  # None: on only when memory demands it
-    seed: int = 0
-    save_every: int = 500
+    dtype: str = setting("auto", choices=DTYPES, help="Base weights: auto is bf16 on CUDA, fp32 on CPU (not float16).")
+    gradient_checkpointing: bool | None = setting(
+        None,
+        help="Recompute activations in the backward pass: less memory, slower (default: on only when the memory "
+        "available demands it).",
+    )
+    seed: int = setting(0, help="Seed of the LoRA initialisation and the data order.")
+    save_every: int = setting(500, minimum=0, help="Checkpoint every N steps (0: only at the end).")
     keep_checkpoints: int = 2
-    log_every: int = 10
-    resume: bool = False
-    merge: bool = False
-    trust_remote_code: bool = False
-    device: str | None = None
-    progress: bool = True
+    log_every: int = setting(10, minimum=1, help="Write metrics every N steps.")
+    resume: bool = setting(False, flag="--resume", help="Continue from the last checkpoint in --output.")
+    merge: bool = setting(False, help="Also save the merged model under OUTPUT/merged.")
+    trust_remote_code: bool = setting(False, help="Run the model repo's own code.")
+    device: str | None = setting(None, help="cuda, cuda:1, cpu (default: a GPU when there is one).")
+    progress: bool | None = setting(None, help="Progress bar on stderr (default: when stderr is a terminal).")
 
     def __post_init__(self) -> None:
         self._coerce()
         self._check()
 
     def _coerce(self) -> None:
-        """YAML reads ``3e-4`` as a string and users write ``r: "16"``; take numbers as numbers."""
+        """YAML reads ``3e-4`` as a string and users write ``r: "16"``; take numbers as numbers.
+
+        ``data`` may be one path or several.
+        """
+        if isinstance(self.data, (str, Path)):
+            self.data = [str(self.data)]
+        self.data = [str(path) for path in self.data]
+        if not self.data:
+            raise CuratorError("train: --data names no file")
         for spec in dataclasses.fields(self):
             value = getattr(self, spec.name)
             kind = float if spec.type == "float" else int if spec.type in ("int", "int | None") else None
@@ -97,24 +148,27 @@ class TrainConfig:
                 raise CuratorError(f"train: {spec.name} must be a number, got {value!r}") from None
 
     def _check(self) -> None:
-        choices = {"format": FORMATS, "dtype": DTYPES, "packing": PACKING, "objective": tuple(OBJECTIVES)}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise CuratorError(f"train: {name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        positive = ("max_length", "lora_r", "batch_tokens", "grad_accum", "epochs", "keep_checkpoints", "log_every")
-        for name in positive:
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise CuratorError(f"train: {name} must be at least 1, got {getattr(self, name)}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise CuratorError(f"train: max_steps must be at least 1, got {self.max_steps}")
-        if self.lr <= 0:
-            raise CuratorError(f"train: lr must be positive, got {self.lr}")
+        check_bounds(self, "train")
+        check_device(self.device)
+        if self.keep_checkpoints < 1:
+            raise CuratorError(f"train: keep_checkpoints must be at least 1, got {self.keep_checkpoints}")
         if not 0 <= self.warmup_ratio < 1 or not 0 <= self.min_lr_ratio <= 1:
             raise CuratorError("train: warmup_ratio must be in [0, 1) and min_lr_ratio in [0, 1]")
-        if self.save_every < 0:
-            raise CuratorError(f"train: save_every must be 0 (only at the end) or more, got {self.save_every}")
+        if self.dtype == "float16":
+            # fp16 activations without loss scaling lose small gradients; bf16 has fp32's range.
+            raise CuratorError("train: dtype float16 is not supported for training (use bfloat16 or float32)")
         if self.objective == "nce" and not self.teacher:
             raise CuratorError("train: objective 'nce' needs a teacher (--teacher MODEL_OR_ADAPTER)")
+        if (self.objective == "nat") != bool(self.negative_adapter):
+            raise CuratorError(
+                "train: objective 'nat' needs --negative-adapter DIR"
+                if self.objective == "nat"
+                else f"train: --negative-adapter is for objective 'nat', not {self.objective!r}"
+            )
+        if self.objective == "nat" and self.merge:
+            raise CuratorError(f"train: {NAT_CANNOT_MERGE}; drop --merge")
+        if self.nat_width < 1:
+            raise CuratorError(f"train: nat_width must be at least 1, got {self.nat_width}")
 
     @classmethod
     def from_sources(cls, yaml_path: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
@@ -128,21 +182,28 @@ class TrainConfig:
             raise CuratorError(f"train: missing {', '.join(missing)} (give them as options or in --config)")
         if isinstance(values.get("packing"), bool):
             values["packing"] = "on" if values["packing"] else "off"
-        if isinstance(values.get("where"), str):
-            values["where"] = [values["where"]]
+        for name in ("where", "data"):
+            if isinstance(values.get(name), str):
+                values[name] = [values[name]]
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
+@dataclass
+class TrainResult:
+    """What a run did: steps taken (all runs of a resumed one), tokens seen, the last logged loss."""
+
+    output: Path
+    steps: int
+    tokens: int
+    loss: float | None
+    wall_time_s: float
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        loaded = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise CuratorError(f"{path}: no such file") from None
-    except yaml.YAMLError as exc:
-        raise CuratorError(f"{path}: not valid YAML ({exc})") from None
+    loaded = read_yaml_file(path, "training config")
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):

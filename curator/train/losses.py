@@ -36,7 +36,7 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
     """``Σ_i w_i CE(h_i W^T, y_i)`` with gradients computed chunkwise during the forward pass."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, targets, token_weights, dtype):  # type: ignore[override]
+    def forward(ctx, hidden, weight, targets, token_weights, dtype):
         chunk = chunk_size(weight.shape[0])
         w_mat = weight.to(dtype)
         grad_hidden = torch.empty_like(hidden)
@@ -64,7 +64,7 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
         return total
 
     @staticmethod
-    def backward(ctx, grad_output):  # type: ignore[override]
+    def backward(ctx, grad_output):
         grad_hidden, grad_weight = ctx.saved_tensors
         scaled_weight = None if grad_weight is None else (grad_weight * grad_output).to(ctx.weight_dtype)
         return grad_hidden * grad_output.to(grad_hidden.dtype), scaled_weight, None, None, None

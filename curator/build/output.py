@@ -2,18 +2,23 @@
 
 Files are written under temporary names and renamed at the end; the old
 manifest is removed first, so ``manifest.json`` exists only beside a
-complete, matching set of outputs.
+complete, matching set of outputs. The build's scratch folder (plans and
+gathered scores) lives beside them under a temporary name too.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from curator.build.step_scores import ROW, StepScores
 from curator.outputs import write_json
 
 
@@ -23,10 +28,16 @@ class OutputWriter:
         self.dir.mkdir(parents=True, exist_ok=True)
         for stale in self.dir.glob(".*.parquet.*.tmp"):
             stale.unlink()
+        for stale in self.dir.glob(".scratch-*.tmp"):  # a killed build's
+            shutil.rmtree(stale, ignore_errors=True)
         self.targets = ["curated", "rejected"] + ([f"rejected-{name}" for name in step_names] if per_step else [])
         self.step_names = step_names
         self.writers: dict[str, pq.ParquetWriter] = {}
         self.rows = dict.fromkeys(self.targets, 0)
+
+    def scratch(self) -> Path:
+        """A new folder for this build's working files; the caller removes it."""
+        return Path(tempfile.mkdtemp(prefix=".scratch-", suffix=".tmp", dir=self.dir))
 
     def _tmp(self, target: str) -> Path:
         return self.dir / f".{target}.parquet.building.tmp"
@@ -56,3 +67,33 @@ class OutputWriter:
             self._tmp(target).replace(self.dir / f"{target}.parquet")
         manifest["outputs"] = {f"{t}.parquet": rows for t, rows in self.rows.items()}
         write_json(manifest_path, manifest)
+
+
+def output_batch(batch: pa.RecordBatch, index: int, first_row: int, steps: list[tuple[str, dict[str, str]]],
+                 scores: list[StepScores], reach: np.ndarray, dropped_by: np.ndarray,
+                 weight: np.ndarray) -> pa.RecordBatch:
+    """The batch with every step's public score columns (null where not reached) and the verdict.
+
+    ``steps`` are ``(step name, {score column: output name})``; the per-row
+    arrays are this batch's slice of the build's state.
+    """
+    n = batch.num_rows
+    names, arrays = list(batch.schema.names), list(batch.columns)
+    for (_, output_names), step_scores in zip(steps, scores):
+        types = step_scores.types()
+        part = step_scores.read(index)
+        positions = part.column(ROW).to_numpy() - first_row
+        take = np.zeros(n, dtype=np.int64)
+        take[positions] = np.arange(len(positions))
+        missing = np.ones(n, dtype=bool)
+        missing[positions] = False
+        indices = pa.array(take, mask=missing)
+        for base, out in output_names.items():
+            column = part.column(base).combine_chunks()
+            arrays.append(column.take(indices) if len(column) else pa.nulls(n, types[base]))
+            names.append(out)
+    step_names = pa.array([name for name, _ in steps] or [""], pa.string())
+    dropped = pa.DictionaryArray.from_arrays(pa.array(dropped_by, mask=dropped_by < 0), step_names)
+    arrays += [pa.array(reach), pa.array(weight), dropped.cast(pa.string())]
+    names += ["keep", "weight", "dropped_by"]
+    return pa.RecordBatch.from_arrays(arrays, names=names)

@@ -1,16 +1,19 @@
-"""Turning any input into the engine's working copy: checked, grouped, answered.
+"""Turning any input into the build's working copy: checked, grouped, answered, hashed.
 
 The working copy is an uncompressed Arrow IPC file in the cache whose record
 batches each hold whole groups, so every later pass streams it batch by batch
-without re-parsing JSON or re-running the answer parser. It is keyed by the
-input's content, the task and the batching, and written under a temporary name.
+without re-parsing JSON or re-running the answer parser. Beside it, a second
+file holds each row's content hash and group number (24 bytes a row, see
+:mod:`curator.build.row_keys`), batch for batch. Both are keyed by the
+input's content, the task (name and code) and the batching, and written under
+temporary names.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,20 +22,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
+from curator.build.fingerprints import code_fingerprint
+from curator.build.row_keys import row_hashes, schema_digest
 from curator.errors import CuratorError
 from curator.groups import group_starts
-from curator.io import Source, conform
+from curator.io import Source, conform, row_name
 from curator.outputs import atomic_path, write_json
 from curator.task import Task
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+KEYS_SCHEMA = pa.schema([("hi", pa.uint64()), ("lo", pa.uint64()), ("group", pa.int64())])
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """The working copy: its path, row count and batch offsets."""
+    """The working copy: its path, row count and batch offsets, and its rows' hashes."""
 
     path: Path
+    keys_path: Path
     source: Source
     fingerprint: str
     num_rows: int
@@ -41,12 +48,25 @@ class Prepared:
     schema: pa.Schema
     filled_answer: bool
 
-    def batches(self) -> Iterator[tuple[int, int, pa.RecordBatch]]:
-        """``(index, first_row, batch)`` in order; read, not memory-mapped, so RSS stays flat."""
+    def batches(self, indices: Iterable[int] | None = None) -> Iterator[tuple[int, int, pa.RecordBatch]]:
+        """``(index, first_row, batch)`` in order (all, or ``indices``); read, not memory-mapped, so RSS stays flat."""
         with pa.OSFile(str(self.path)) as handle:
             reader = ipc.open_file(handle)
-            for index in range(reader.num_record_batches):
+            for index in range(reader.num_record_batches) if indices is None else indices:
                 yield index, self.offsets[index], reader.get_batch(index)
+
+    def row_keys(self) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
+        """``(index, first_row, hashes, groups)`` per batch: ``(n, 2)`` uint64 content hashes, group numbers."""
+        with pa.OSFile(str(self.keys_path)) as handle:
+            reader = ipc.open_file(handle)
+            for index in range(reader.num_record_batches):
+                batch = reader.get_batch(index)
+                hashes = np.stack([batch.column("hi").to_numpy(), batch.column("lo").to_numpy()], axis=1)
+                yield index, self.offsets[index], hashes, batch.column("group").to_numpy()
+
+    @property
+    def schema_digest(self) -> str:
+        return schema_digest(self.schema)
 
     @property
     def num_batches(self) -> int:
@@ -96,29 +116,31 @@ def prepare(
     """The cached working copy of ``source``, built on first use."""
     fingerprint = source.fingerprint()
     key = hashlib.sha256(
-        json.dumps([FORMAT_VERSION, fingerprint, task.name, batch_rows, regroup]).encode()
+        json.dumps([FORMAT_VERSION, fingerprint, task.name, code_fingerprint(type(task)), batch_rows, regroup]).encode()
     ).hexdigest()[:32]
     path = cache_root / "prepared" / f"{key}.arrow"
+    keys_path = path.with_suffix(".keys.arrow")
     meta_path = path.with_suffix(".json")
-    if path.exists() and meta_path.exists():
+    if path.exists() and keys_path.exists() and meta_path.exists():
         meta = json.loads(meta_path.read_text())
-        return _load(path, source, fingerprint, meta)
-    with atomic_path(path) as tmp:
+        return _load(path, keys_path, source, fingerprint, meta)
+    with atomic_path(path) as tmp, atomic_path(keys_path) as keys_tmp:
         if regroup:
             with atomic_path(path.with_suffix(".unsorted.arrow")) as unsorted:
-                first = _write_working_copy(source, task, unsorted, batch_rows, check_groups=False)
-                meta = _write_regrouped(unsorted, tmp, batch_rows, source, first["filled_answer"])
+                first = _write_working_copy(source, task, unsorted, None, batch_rows, check_groups=False)
+                meta = _write_regrouped(unsorted, tmp, keys_tmp, batch_rows, source, first["filled_answer"])
         else:
-            meta = _write_working_copy(source, task, tmp, batch_rows, check_groups=True)
+            meta = _write_working_copy(source, task, tmp, keys_tmp, batch_rows, check_groups=True)
     write_json(meta_path, meta)
-    return _load(path, source, fingerprint, meta)
+    return _load(path, keys_path, source, fingerprint, meta)
 
 
-def _load(path: Path, source: Source, fingerprint: str, meta: dict) -> Prepared:
+def _load(path: Path, keys_path: Path, source: Source, fingerprint: str, meta: dict) -> Prepared:
     with pa.OSFile(str(path)) as handle:
         schema = ipc.open_file(handle).schema
     return Prepared(
         path=path,
+        keys_path=keys_path,
         source=source,
         fingerprint=fingerprint,
         num_rows=meta["rows"],
@@ -130,16 +152,21 @@ def _load(path: Path, source: Source, fingerprint: str, meta: dict) -> Prepared:
 
 
 class _CopyWriter:
-    """Writes group-aligned batches, recording offsets and where each group starts."""
+    """Writes group-aligned batches, recording offsets and where each group starts.
 
-    def __init__(self, dest: Path) -> None:
+    With ``keys_dest``, also each row's content hash and group number.
+    """
+
+    def __init__(self, dest: Path, keys_dest: Path | None) -> None:
         self.dest = dest
         self.writer: ipc.RecordBatchFileWriter | None = None
+        self.keys = None if keys_dest is None else ipc.new_file(str(keys_dest), KEYS_SCHEMA)
         self.schema: pa.Schema | None = None
         self.offsets: list[int] = []
         self.start_hashes: list[np.ndarray] = []
         self.start_rows: list[np.ndarray] = []
         self.rows = 0
+        self.groups = 0
 
     def write(self, batch: pa.RecordBatch) -> None:
         if self.writer is None:
@@ -149,6 +176,14 @@ class _CopyWriter:
             batch = batch.cast(self.schema)
         ids = batch.column("id")
         starts = group_starts(ids)
+        if self.keys is not None:
+            group = np.zeros(batch.num_rows, dtype=np.int64)
+            group[starts[1:]] = 1
+            hashes = row_hashes(batch)
+            self.keys.write_batch(pa.record_batch(
+                [pa.array(hashes[:, 0]), pa.array(hashes[:, 1]), pa.array(np.cumsum(group) + self.groups)],
+                schema=KEYS_SCHEMA))
+        self.groups += len(starts)
         self.start_hashes.append(np.array([hash(s) for s in ids.take(starts).to_pylist()], dtype=np.int64))
         self.start_rows.append(starts + self.rows)
         self.offsets.append(self.rows)
@@ -159,15 +194,18 @@ class _CopyWriter:
         if self.writer is None:
             raise CuratorError(f"{source.path}: no rows")
         self.writer.close()
+        if self.keys is not None:
+            self.keys.close()
         hashes = np.concatenate(self.start_hashes)
         if check_groups:
             _check_contiguous(hashes, np.concatenate(self.start_rows), self.dest, source)
         return {"rows": self.rows, "groups": len(hashes), "offsets": self.offsets, "filled_answer": filled_answer}
 
 
-def _write_working_copy(source: Source, task: Task, dest: Path, batch_rows: int, *, check_groups: bool) -> dict:
+def _write_working_copy(source: Source, task: Task, dest: Path, keys_dest: Path | None, batch_rows: int, *,
+                        check_groups: bool) -> dict:
     aligner = GroupAligner(batch_rows)
-    out = _CopyWriter(dest)
+    out = _CopyWriter(dest, keys_dest)
     filled_answer = False
     next_row = 1
     for raw in source.iter_batches(batch_rows):
@@ -216,7 +254,8 @@ def _check_contiguous(hashes: np.ndarray, rows: np.ndarray, dest: Path, source: 
     if ids[0] != ids[1]:  # a 64-bit hash collision between different ids: not an error
         return
     raise CuratorError(
-        f"{source.path}: id '{ids[0]}' is not contiguous (rows {first + 1} and {second + 1} start "
+        f"{source.path}: id '{ids[0]}' is not contiguous ({row_name(source.path, first + 1)} and "
+        f"{row_name(source.path, second + 1)} start "
         f"separate runs); keep each question's candidates together, or set 'regroup: true'"
     )
 
@@ -227,10 +266,11 @@ def _ids_at(path: Path, rows: list[int]) -> list[str]:
         return table.column("id").take(pa.array(rows)).to_pylist()
 
 
-def _write_regrouped(unsorted: Path, dest: Path, batch_rows: int, source: Source, filled_answer: bool) -> dict:
+def _write_regrouped(unsorted: Path, dest: Path, keys_dest: Path, batch_rows: int, source: Source,
+                     filled_answer: bool) -> dict:
     """Stable-sort rows by first appearance of their id (holds the id column in memory)."""
     aligner = GroupAligner(batch_rows)
-    out = _CopyWriter(dest)
+    out = _CopyWriter(dest, keys_dest)
     with pa.memory_map(str(unsorted)) as handle:
         table = ipc.open_file(handle).read_all()
         codes = pc.dictionary_encode(table.column("id").combine_chunks()).indices.to_numpy()

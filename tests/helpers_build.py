@@ -12,10 +12,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curator import Filter, Selection, hookimpl, keep_by_threshold, percentile_threshold, select_option
-from curator.engine import run_build
+from curator import (
+    Filter,
+    Selection,
+    hookimpl,
+    keep_by_threshold,
+    percentile_threshold,
+    runtime_option,
+    select_option,
+)
+from curator.build import parse_recipe, run_build
 from curator.plugins import registry_for
-from curator.recipe import parse_recipe
 
 SCORE_CALLS: list[int] = []
 CRASH_AFTER: list[int] = []
@@ -28,6 +35,8 @@ class RationaleLength(Filter):
 
     name = "rationale_length"
     columns = ("length",)
+    scope = "row"
+    score_meaning = {"length": "lower"}
     keep_percent: float = select_option(100.0)
 
     def score(self, batch, context):
@@ -50,6 +59,7 @@ class HalfWeight(Filter):
 
     name = "half_weight"
     columns = ("odd",)
+    scope = "row"
 
     def score(self, batch, context):
         return {"odd": pc.equal(pc.bit_wise_and(batch.column("sample"), 1), 1)}
@@ -59,15 +69,57 @@ class HalfWeight(Filter):
         return Selection(keep=np.ones(len(odd), bool), weight=np.where(odd, 0.5, 1.0))
 
 
+@dataclass(kw_only=True)
+class SlowLength(RationaleLength):
+    """``rationale_length`` that takes ``pause`` seconds per batch, to be killed mid-build."""
+
+    name = "slow_length"
+    pause: float = runtime_option(0.05)
+
+    def score(self, batch, context):
+        import time
+
+        time.sleep(self.pause)
+        return super().score(batch, context)
+
+
+@dataclass(kw_only=True)
+class ShortChanged(Filter):
+    """Returns one value too few: the build must say so in one line, whichever executor ran it."""
+
+    name = "short_changed"
+    columns = ("x",)
+
+    def score(self, batch, context):
+        return {"x": pa.array([1] * (batch.num_rows - 1))}
+
+    def select(self, batch, stats):
+        return Selection(keep=np.ones(batch.num_rows, bool))
+
+
+@dataclass(kw_only=True)
+class NeedsMissingPackage(Filter):
+    """Declares an optional package that is not installed."""
+
+    name = "needs_missing"
+    columns = ("x",)
+    dependencies = ("curator_no_such_module",)
+    extra = "curator-missing[gpu]"
+
+    def score(self, batch, context):
+        raise AssertionError("never scored: planning stops the build")
+
+    def select(self, batch, stats):
+        return Selection(keep=np.ones(batch.num_rows, bool))
+
+
 class TestPlugin:
     @staticmethod
     @hookimpl
     def register_filters(register):
-        register(RationaleLength)
-        register(HalfWeight)
-        register(FileBonus)
-        register(Grumpy)
-        register(DeviceProbe)
+        for cls in (RationaleLength, HalfWeight, FileBonus, Grumpy, DeviceProbe, SlowLength, ShortChanged,
+                    NeedsMissingPackage):
+            register(cls)
 
 
 def engine_registry():

@@ -10,18 +10,20 @@ import sys
 import time
 from pathlib import Path
 
-import helpers_engine
+import helpers_build
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
-from helpers_engine import CRASH_AFTER, SCORE_CALLS, build, read_split
+from helpers_build import CRASH_AFTER, SCORE_CALLS, build, read_split
 
 from curator import CuratorError
 from curator.testing import make_candidates
 
 TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
 
 
 def random_candidates(groups: int, seed: int = 0) -> pa.Table:
@@ -131,14 +133,6 @@ def test_changing_a_select_option_rescores_nothing(tmp_path, candidates):
     assert [s["cached"] for s in result.manifest["steps"]] == [True, True]
 
 
-def test_changing_an_upstream_step_rescores_what_follows(tmp_path, candidates):
-    build(tmp_path, candidates, [{"entropy": {"threshold": 0.5}}, "rationale_length"])
-    SCORE_CALLS.clear()
-    result = build(tmp_path, candidates, [{"entropy": {"threshold": 0.9}}, "rationale_length"], name="b")
-    assert [s["cached"] for s in result.manifest["steps"]] == [True, False]
-    assert SCORE_CALLS, "rationale_length must be re-scored: the rows reaching it changed"
-
-
 def test_a_crashed_build_resumes_without_rescoring_finished_batches(tmp_path, candidates):
     reference = build(tmp_path, candidates, ["rationale_length"], name="reference", cache=str(tmp_path / "c1"),
                       batch_rows=64)
@@ -164,14 +158,14 @@ def test_a_crashed_build_resumes_without_rescoring_finished_batches(tmp_path, ca
 KILL_SCRIPT = """
 import sys, time
 sys.path.insert(0, {tests!r})
-import helpers_engine
-from helpers_engine import RationaleLength
+import helpers_build
+from helpers_build import RationaleLength
 original = RationaleLength.score
 def slow(self, batch, context):
     time.sleep(0.05)
     return original(self, batch, context)
 RationaleLength.score = slow
-helpers_engine.build(__import__('pathlib').Path({tmp!r}), __import__('pathlib').Path({input!r}),
+helpers_build.build(__import__('pathlib').Path({tmp!r}), __import__('pathlib').Path({input!r}),
                      ["rationale_length"], batch_rows=16, cache={cache!r})
 """
 
@@ -186,9 +180,12 @@ def test_kill_9_mid_build_then_rerun_equals_an_uninterrupted_run(tmp_path, candi
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    parts_at_kill = len(list(scores.glob("*/part-*.arrow")))
-    assert parts_at_kill >= 5 and not (tmp_path / "out" / "manifest.json").exists()
+    parts = list(scores.glob("*/part-*.arrow"))
+    stored = sum(ipc.open_file(str(part)).read_all().num_rows for part in parts)
+    assert len(parts) >= 5 and not (tmp_path / "out" / "manifest.json").exists()
     subprocess.run([sys.executable, "-c", script], env=env, check=True)
+    resumed = json.loads((tmp_path / "out" / "manifest.json").read_text())["steps"][0]
+    assert resumed["rows_scored"] == resumed["rows_in"] - stored > 0  # only what the killed run had not stored
     reference = build(tmp_path, candidates, ["rationale_length"], name="reference", batch_rows=16,
                       cache=str(tmp_path / "fresh"))
     for name in ("curated", "rejected"):
@@ -228,32 +225,33 @@ def test_the_recipe_device_reaches_the_filters(tmp_path, candidates):
     assert set(pq.read_table(pinned.output_dir / "curated.parquet").column("device").to_pylist()) == {"cpu"}
 
 
-def test_a_slow_filter_can_move_the_progress_bar_within_a_batch(tmp_path, candidates, monkeypatch):
-    import curator.engine as engine
+def test_each_steps_bar_counts_the_rows_that_reach_it_and_moves_within_a_batch(tmp_path, candidates, monkeypatch):
+    import curator.build.run as run
     from curator.progress import report_rows
 
-    passes: dict[str, list[int]] = {}
+    bars: dict[str, dict] = {}
 
     class Bar:
-        def __init__(self, label):
-            self.updates = passes.setdefault(label, [])
+        def __init__(self, total, label):
+            self.record = bars.setdefault(label, {"total": total, "updates": []})
 
         def update(self, n):
+            assert isinstance(n, int)
             if n:
-                self.updates.append(n)
+                self.record["updates"].append(n)
 
     class Context:
         def __init__(self, total, label, **options):
-            self.label = label
+            self.bar = Bar(total, label)
 
         def __enter__(self):
-            return Bar(self.label)
+            return self.bar
 
         def __exit__(self, *exc):
             return False
 
-    monkeypatch.setattr(engine, "progress_bar", Context)
-    original = helpers_engine.RationaleLength.score
+    monkeypatch.setattr(run, "progress_bar", Context)
+    original = helpers_build.RationaleLength.score
 
     def chatty(self, batch, context):
         for _ in range(batch.num_rows):
@@ -261,9 +259,109 @@ def test_a_slow_filter_can_move_the_progress_bar_within_a_batch(tmp_path, candid
         report_rows(5)  # over-reporting (e.g. a validation set) never runs ahead of the batch
         return original(self, batch, context)
 
-    monkeypatch.setattr(helpers_engine.RationaleLength, "score", chatty)
+    monkeypatch.setattr(helpers_build.RationaleLength, "score", chatty)
     rows = pq.read_metadata(candidates).num_rows
-    build(tmp_path, candidates, ["rationale_length"], batch_rows=100)
-    assert set(passes) == {"rationale_length", "writing"}
-    assert sum(passes["rationale_length"]) == rows and set(passes["rationale_length"]) == {1}
-    assert sum(passes["writing"]) == rows
+    result = build(tmp_path, candidates, ["correctness", "rationale_length"], batch_rows=100)
+    reaching = result.manifest["steps"][1]["rows_in"]
+    assert set(bars) == {"correctness", "rationale_length", "writing"}
+    assert 0 < reaching < rows and isinstance(bars["rationale_length"]["total"], int)
+    assert bars["correctness"]["total"] == rows and sum(bars["correctness"]["updates"]) == rows
+    assert bars["rationale_length"]["total"] == reaching  # not every input row: its ETA is right
+    assert sum(bars["rationale_length"]["updates"]) == reaching and set(bars["rationale_length"]["updates"]) == {1}
+    assert bars["writing"]["total"] == rows and sum(bars["writing"]["updates"]) == rows
+    bars.clear()
+    build(tmp_path, candidates, ["correctness", "rationale_length"], batch_rows=100, name="cached")
+    assert bars["rationale_length"]["updates"] == [reaching]  # cached rows count at once
+
+
+def test_a_step_that_drops_every_row_warns_in_the_log_and_the_manifest(tmp_path, candidates):
+    with pytest.warns(UserWarning, match=r"filter step 'none' dropped every row that reached it \(\d+→0\)"):
+        result = build(tmp_path, candidates, [{"rationale_length": {"keep_percent": 0, "name": "none"}},
+                                              {"entropy": {"keep_percent": 50}}, "half_weight"])
+    first, *later = result.manifest["steps"]
+    assert any("dropped every row" in w for w in first["warnings"])
+    for step in later:  # steps that receive nothing still fit (a percentile of nothing) and do not warn
+        assert step["rows_in"] == 0 and not any("dropped every row" in w for w in step["warnings"])
+    assert later[0]["stats"]["threshold"] is None
+
+
+def test_the_manifest_carries_what_each_score_column_means(tmp_path, candidates):
+    result = build(tmp_path, candidates, ["correctness", {"majority_vote": {"name": "vote"}}, "entropy",
+                                          "half_weight"])
+    meaning = {s["step"]: s["meaning"] for s in result.manifest["steps"]}
+    assert meaning == {
+        "correctness": {"correct": "boolean"},
+        "vote": {"vote_answer_vote": "categorical", "vote_share_vote": "higher"},
+        "entropy": {"answer_entropy": "lower"},  # its hidden column _agrees is not an output
+        "half_weight": {"odd": None},  # undeclared
+    }
+
+
+def test_every_built_in_filter_declares_its_score_columns_and_scope():
+    from curator.filter import SCORE_MEANINGS
+    from curator.plugins import get_registry
+
+    registry = get_registry()
+    for entry in registry.all():
+        if entry.kind != "filter" or entry.distribution != "rationale-curator":
+            continue
+        name, cls = entry.name, registry.filter(entry.name)
+        public = [c for c in cls.columns if not c.startswith("_")]
+        assert cls.score_meaning and set(cls.score_meaning) <= set(public), name
+        assert set(cls.score_meaning.values()) <= set(SCORE_MEANINGS), name
+        assert "scope" in vars(cls), f"{name} states its scope"
+
+
+def test_a_bad_score_meaning_is_an_error_naming_the_plugin(tmp_path, candidates, monkeypatch):
+    monkeypatch.setattr(helpers_build.HalfWeight, "score_meaning", {"odd": "biggest"})
+    with pytest.raises(CuratorError, match=r"filter 'half_weight' \(.*\): score_meaning of 'odd' must be one of"):
+        build(tmp_path, candidates, ["half_weight"])
+
+
+def test_missing_optional_packages_stop_the_build_before_any_step_runs(tmp_path, candidates, monkeypatch):
+    SCORE_CALLS.clear()
+    with pytest.raises(CuratorError, match=r"^filter step 'needs_missing' needs the package 'curator_no_such_module' "
+                                           r"\(pip install 'curator-missing\[gpu\]'\)$"):
+        build(tmp_path, candidates, ["rationale_length", "needs_missing"], cache=str(tmp_path / "c"))
+    assert SCORE_CALLS == [] and not (tmp_path / "c" / "prepared").exists()  # not even the input was read
+    import importlib.util
+
+    real, missing = importlib.util.find_spec, {"torch", "ray"}
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in missing else real(name, *a))
+    with pytest.raises(CuratorError, match=r"^filter step 'ds_weight' needs the package 'torch' "
+                                           r"\(pip install 'rationale-curator\[lm\]'\)$"):
+        build(tmp_path, candidates, ["rationale_length", {"ds_weight": {"model": "m", "valid": "v.jsonl"}}])
+    with pytest.raises(CuratorError, match=r"^the ray executor needs the package 'ray' "
+                                           r"\(pip install 'rationale-curator\[ray\]'\)$"):
+        build(tmp_path, candidates, ["rationale_length"], executor="ray")
+
+
+def test_recipe_executor_and_step_concurrency_are_checked(tmp_path, candidates):
+    from curator.build import parse_recipe
+
+    base = {"input": "in.parquet", "task": "gsm8k", "output": "out"}
+    recipe = parse_recipe({**base, "executor": "ray", "filters": [{"ds_weight": {"model": "m", "concurrency": 3}}]},
+                          base_dir=tmp_path)
+    assert recipe.executor == "ray" and recipe.steps[0].concurrency == 3 and recipe.steps[0].options == {"model": "m"}
+    with pytest.raises(CuratorError, match="'executor' must be one of local, ray, got 'spark'"):
+        parse_recipe({**base, "executor": "spark"}, base_dir=tmp_path)
+    with pytest.raises(CuratorError, match=r"filters\[0\] \(entropy\): 'concurrency' must be a positive integer"):
+        parse_recipe({**base, "filters": [{"entropy": {"concurrency": 0}}]}, base_dir=tmp_path)
+    local = build(tmp_path, candidates, [{"rationale_length": {"concurrency": 2}}])
+    assert local.manifest["executor"] == {"name": "local"}
+
+
+def test_the_command_line_draws_a_bar_per_step_with_integer_counts_only_when_asked(tmp_path):
+    recipe = ROOT / "examples" / "gsm8k" / "self_consistency.yaml"
+    shown = subprocess.run([sys.executable, "-m", "curator", "build", str(recipe), "--output", str(tmp_path / "a"),
+                            "--set", "filters=[correctness, entropy]",
+                            "--progress"], capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    reaching = manifest["steps"][1]["rows_in"]
+    assert "correctness: 100%" in shown.stderr and "1200/1200" in shown.stderr
+    assert f"{reaching}/{reaching}" in shown.stderr and reaching < 1200  # entropy's bar counts the rows it gets
+    assert "1.20k" not in shown.stderr
+    hidden = subprocess.run([sys.executable, "-m", "curator", "build", str(recipe), "--output", str(tmp_path / "b")],
+                            capture_output=True, text=True)
+    assert hidden.returncode == 0 and "rows/s" not in hidden.stderr  # stderr is not a terminal here

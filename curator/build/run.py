@@ -1,0 +1,247 @@
+"""The build: plan, prepare, then per step find, score, gather, fit and select; write the split.
+
+For each step in order: the rows that still reach it are keyed (by content,
+see :mod:`curator.build.row_keys`) and looked up in its score cache; the
+executor (local or Ray) scores only the rows the cache lacks, and the build
+stores them by key; the scores of every reached row are then gathered in
+working-copy order, ``fit`` runs once over them and ``select`` streams over
+the batches. A last pass writes the outputs in input order. State between
+passes is a few bytes per row (reach mask, dropping step, weight), so memory
+does not grow with the text in the input.
+"""
+
+from __future__ import annotations
+
+import builtins
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from curator.build.dataset import write_dataset
+from curator.build.manifest import build_manifest
+from curator.build.output import OutputWriter, output_batch
+from curator.build.planning import PlannedStep, bind_inputs, plan_steps
+from curator.build.recipe import Recipe
+from curator.build.row_keys import group_scope_keys
+from curator.build.scoring import Executor, ScoringJob, StepWork, check_executor, open_executor
+from curator.build.step_scores import PART, PART_ROW, ROW, StepPlan, StepScores
+from curator.build.working_copy import Prepared, prepare
+from curator.errors import CuratorError
+from curator.filter import Selection
+from curator.io import Source
+from curator.outputs import cache_in_use, output_lock
+from curator.plugins import Registry, get_registry
+from curator.progress import progress_bar
+from curator.task import Task
+
+
+@dataclass
+class BuildResult:
+    output_dir: Path
+    manifest: dict[str, Any]
+
+
+class BuildState:
+    """Per-row state between passes: who still reaches, who dropped them, their weight."""
+
+    def __init__(self, num_rows: int) -> None:
+        self.reach = np.ones(num_rows, dtype=bool)
+        self.dropped_by = np.full(num_rows, -1, dtype=np.int16)
+        self.weight = np.ones(num_rows, dtype=np.float32)
+
+
+def run_build(
+    recipe: Recipe,
+    *,
+    output_dir: Path | None = None,
+    progress: bool | None = None,
+    registry: Registry | None = None,
+) -> BuildResult:
+    """Run a recipe end to end; see the module docstring for the passes."""
+    started = time.time()
+    registry = registry or get_registry()
+    output_dir = output_dir or recipe.output
+    if output_dir is None:
+        raise CuratorError(f"{recipe.source or 'recipe'}: no 'output' given (set it, or pass --output)")
+    writes = ["manifest.json", "curated.parquet", "rejected.parquet",
+              *(f"rejected-{step.name}.parquet" for step in recipe.steps if recipe.rejected_by_step)]
+    local_input = recipe.input if isinstance(recipe.input, Path) else None  # hf:NAME is no file it could overwrite
+    with output_lock(output_dir, "build", inputs=[local_input, recipe.source], writes=writes), \
+            cache_in_use(recipe.cache_dir()):
+        return _build(recipe, output_dir, progress, registry, started)
+
+
+def _build(recipe: Recipe, output_dir: Path, progress: bool | None, registry: Registry,
+           started: float) -> BuildResult:
+    task = registry.task(recipe.task)
+    steps = plan_steps(recipe, registry)
+    check_executor(recipe.executor)
+    source = Source.open(recipe.input)
+    prepared = prepare(source, task, recipe.cache_dir(), batch_rows=recipe.batch_rows, regroup=recipe.regroup)
+    bind_inputs(steps, prepared, task, recipe)
+    writer = OutputWriter(output_dir, [s.step.name for s in steps], per_step=recipe.rejected_by_step)
+    scratch = writer.scratch()
+    state = BuildState(prepared.num_rows)
+    executor: Executor | None = None
+    try:
+        executor = open_executor(recipe.executor, recipe.ray_address)
+        scores = [
+            _run_step(position, planned, prepared, state, executor, scratch, recipe, task, progress)
+            for position, planned in enumerate(steps)
+        ]
+        with progress_bar(prepared.num_rows, "writing", enabled=progress) as bar:
+            layout = [(p.step.name, p.output_names) for p in steps]
+            for index, first_row, batch in prepared.batches():
+                rows = slice(first_row, first_row + batch.num_rows)
+                writer.write(output_batch(batch, index, first_row, layout, scores, state.reach[rows],
+                                          state.dropped_by[rows], state.weight[rows]))
+                bar.update(batch.num_rows)
+        described = executor.describe()
+    finally:
+        for planned in steps:
+            planned.filter.close()
+        if executor is not None:
+            executor.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+    manifest = build_manifest(recipe, prepared, steps, state, described, started)
+    writer.finish(manifest)
+    write_dataset(recipe, output_dir, manifest)
+    return BuildResult(output_dir, manifest)
+
+
+def _run_step(position: int, planned: PlannedStep, prepared: Prepared, state: BuildState, executor: Executor,
+              scratch: Path, recipe: Recipe, task: Task, progress: bool | None) -> StepScores:
+    plan = _plan(planned, prepared, state, scratch / f"plan-{position}.arrow")
+    work = StepWork(planned.step.name, planned.step.filter, planned.plugin, planned.filter, task, recipe.base_dir,
+                    recipe.device)
+    job = ScoringJob(work, prepared, plan, planned.step.concurrency)
+    report = planned.report
+    report.update(rows_in=plan.reached, rows_scored=0, score_seconds=0.0)
+    facts: dict[str, Any] = {}
+    new_parts: dict[int, int] = {}
+    wall = time.perf_counter()
+    with progress_bar(plan.reached, planned.step.name, enabled=progress) as bar:
+        bar.update(plan.reached - plan.todo)
+        if plan.todo:
+            for scored in executor.score(job, bar.update):
+                new_parts[scored.unit] = planned.store.append(scored.table, scored.warnings)
+                _relay(scored.warnings)
+                report["rows_scored"] += scored.table.num_rows
+                report["score_seconds"] += scored.seconds
+                facts = scored.facts or facts
+    report["wall_seconds"] = time.perf_counter() - wall
+    if facts:
+        planned.store.record_facts(facts)
+    report["cached"] = report["rows_scored"] == 0
+    report["facts"] = planned.store.facts()
+    gathered = _gather(planned, prepared, plan, new_parts, scratch / f"scores-{position}")
+    started = time.perf_counter()
+    stats = planned.filter.fit(gathered)
+    report["fit_seconds"] = time.perf_counter() - started
+    report["stats"] = stats
+    _select(planned, position, prepared, plan, gathered, stats, state)
+    dropped = int((state.dropped_by == position).sum())
+    if plan.reached and dropped == plan.reached:
+        message = f"filter step '{planned.step.name}' dropped every row that reached it ({plan.reached}→0)"
+        report["warnings"].append(message)
+        _relay([["UserWarning", message]])
+    return gathered
+
+
+def _plan(planned: PlannedStep, prepared: Prepared, state: BuildState, path: Path) -> StepPlan:
+    """Key the rows that reach the step and mark those whose scores the cache lacks."""
+    plan = StepPlan(path)
+    by_group = planned.filter.scope == "group"
+    for index, first_row, hashes, groups in prepared.row_keys():
+        reach = state.reach[first_row : first_row + len(groups)]
+        rows = np.flatnonzero(reach)
+        keys = group_scope_keys(hashes[rows], groups[rows]) if by_group else hashes[rows]
+        part, row = planned.store.lookup(keys)
+        plan.add(index, rows + first_row, keys, part, row)
+    plan.close()
+    return plan
+
+
+def _gather(planned: PlannedStep, prepared: Prepared, plan: StepPlan, new_parts: dict[int, int],
+            folder: Path) -> StepScores:
+    """Every reached row's scores from the cache, in working-copy order, one part per batch.
+
+    Cached rows are where the plan found them; the rows scored in this build
+    are, in order, in the part stored for their batch. No index is built.
+    """
+    gathered = StepScores(folder, planned.filter.columns)
+    used: dict[int, None] = {}
+    for index in range(prepared.num_batches):
+        located = plan.read(index)
+        part = located.column(PART).to_numpy().copy()
+        row = located.column(PART_ROW).to_numpy().copy()
+        todo = part < 0
+        if todo.any():
+            if index not in new_parts or planned.store.rows_in(new_parts[index]) != int(todo.sum()):
+                raise CuratorError(f"the executor did not return the scores of step '{planned.step.name}' for "
+                                   f"every row of batch {index}; re-run the build")
+            part[todo], row[todo] = new_parts[index], np.arange(int(todo.sum()), dtype=np.int32)
+        scores = planned.store.take(part, row, planned.filter.columns)
+        gathered.write(index, scores.add_column(0, ROW, located.column(ROW)))
+        used.update(dict.fromkeys(part[np.sort(np.unique(part, return_index=True)[1])].tolist()))
+    planned.report["warnings"] = [message for _, message in planned.store.warnings_of(np.array(list(used)))]
+    return gathered
+
+
+def _select(planned: PlannedStep, position: int, prepared: Prepared, plan: StepPlan, gathered: StepScores,
+            stats: dict[str, Any], state: BuildState) -> None:
+    spent = 0.0
+    for index, first_row, batch in prepared.batches(plan.reached_batches):
+        reach = state.reach[first_row : first_row + batch.num_rows]
+        rows = np.flatnonzero(reach) + first_row
+        scores = gathered.read(index)
+        if scores.num_rows != len(rows) or not np.array_equal(scores.column(ROW).to_numpy(), rows):
+            raise CuratorError(f"the scores of step '{planned.step.name}' do not match the input; re-run the build")
+        reached = batch.filter(pa.array(reach))
+        combined = pa.RecordBatch.from_arrays(
+            [*reached.columns, *(scores.column(c).combine_chunks() for c in planned.filter.columns)],
+            names=[*reached.schema.names, *planned.filter.columns],
+        )
+        started = time.perf_counter()
+        selection = planned.filter.select(combined, stats)
+        spent += time.perf_counter() - started
+        keep, weight = _check_selection(selection, len(rows), planned)
+        dropped = rows[~keep]
+        state.reach[dropped] = False
+        state.dropped_by[dropped] = position
+        if weight is not None:
+            state.weight[rows] *= weight
+    planned.report["select_seconds"] = spent
+
+
+def _check_selection(selection: Selection, n: int, planned: PlannedStep) -> tuple[np.ndarray, np.ndarray | None]:
+    def as_numpy(values: Any, dtype: Any) -> np.ndarray:
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        if isinstance(values, pa.Array):
+            values = values.fill_null(False if dtype is bool else np.nan).to_numpy(zero_copy_only=False)
+        array = np.asarray(values, dtype=dtype)
+        if array.shape != (n,):
+            raise CuratorError(
+                f"filter '{planned.step.filter}' ({planned.plugin}) selected {array.shape} values for {n} rows"
+            )
+        return array
+
+    keep = as_numpy(selection.keep, bool)
+    weight = None if selection.weight is None else as_numpy(selection.weight, np.float32)
+    return keep, weight
+
+
+def _relay(said: list[list[str]]) -> None:
+    """Re-issue warnings raised while scoring (in this process or a worker) under the build's name."""
+    for category, message in said:
+        kind = getattr(builtins, category, None)
+        kind = kind if isinstance(kind, type) and issubclass(kind, Warning) else UserWarning
+        warnings.warn_explicit(message, kind, "curator", 0)
+
