@@ -15,15 +15,15 @@ Stages, each a ``curator`` command as a user types it (printed before it runs):
    (majority_vote -> ds_weight, SmolLM2 as M, GSM8K human solutions as the
    validation set), entropy, self_eval; and a correctness build whose kept and
    dropped rows train the ASC ranker.
-3. ``curator compare --train-eval``: a LoRA adapter per recipe and its greedy
-   accuracy on held-back GSM8K test questions; ``curator eval`` of the base
-   model alongside.
+3. ``curator compare --train-eval``: a LoRA adapter per recipe (and one on
+   every candidate) and its greedy accuracy on held-back GSM8K test questions,
+   beside the base model's.
 4. ``curator train --objective ranker``, then ``curator eval`` of the IWSI
    adapter with greedy, self-consistency and ranked (ASC) voting.
 
 Sizes come from environment variables (defaults in SIZES); ``out/summary.json``
-records every stage's wall time, the machine's load before and after, and the
-figures. Everything is written under ``examples/smollm2/out/``.
+records every stage's wall time and peak resident memory, the machine's load
+before and after, and the figures. Everything is written under ``examples/smollm2/out/``, emptied first.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -72,18 +73,24 @@ class Stages:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.peak_rss: dict[str, int] = {}
         self.env = dict(os.environ, CURATOR_CACHE=str(OUT / "cache"))
 
     def run(self, stage: str, *args: str | Path) -> str:
         command = ["curator", *map(str, args)]
         print(f"\n[{stage}] $ {shlex.join(command)}", flush=True)
         started = time.perf_counter()
-        result = subprocess.run(command, env=self.env, cwd=HERE, stdout=subprocess.PIPE, text=True)
+        process = subprocess.Popen(command, env=self.env, cwd=HERE, stdout=subprocess.PIPE, text=True)
+        assert process.stdout is not None
+        out = process.stdout.read()
+        _, status, usage = os.wait4(process.pid, 0)  # this command's own peak RSS (ru_maxrss, KiB on Linux)
+        process.returncode = os.waitstatus_to_exitcode(status)
         self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
-        print(result.stdout.strip(), flush=True)
-        if result.returncode != 0:
-            sys.exit(f"stage {stage} failed with exit code {result.returncode}")
-        return result.stdout
+        self.peak_rss[stage] = max(self.peak_rss.get(stage, 0), usage.ru_maxrss * 1024)
+        print(out.strip(), flush=True)
+        if process.returncode != 0:
+            sys.exit(f"stage {stage} failed with exit code {process.returncode}")
+        return out
 
 
 def model_folder() -> str:
@@ -134,7 +141,8 @@ def recipes(model: str) -> dict[str, dict]:
 
 
 def main() -> None:
-    OUT.mkdir(exist_ok=True)
+    shutil.rmtree(OUT, ignore_errors=True)  # every run measured from nothing: no resumed stage, no cached score
+    OUT.mkdir()
     sizes = {name: size(name) for name in SIZES}
     started, load_before = time.perf_counter(), uptime()
     print(f"sizes: {sizes}\n{load_before}")
@@ -167,8 +175,6 @@ def main() -> None:
                "--model", model, "--eval-data", test, "--max-steps", sizes["TRAIN_STEPS"],
                "--train-config", OUT / "train.yaml", "--max-tokens", sizes["EVAL_MAX_TOKENS"], "--no-progress")
     evaluate = ["--data", test, "--task", "gsm8k", "--max-tokens", sizes["EVAL_MAX_TOKENS"], "--no-progress"]
-    stages.run("eval base (greedy)", "eval", "--model", model, "--strategy", "greedy", *evaluate,
-               "--output", OUT / "eval" / "base-greedy")
 
     labelled = OUT / "build" / "labelled"
     ranker_rows = pa.concat_tables([pq.read_table(labelled / "curated.parquet"), pq.read_table(labelled / "rejected.parquet")],
@@ -191,6 +197,7 @@ def main() -> None:
         "load_before": load_before,
         "load_after": uptime(),
         "wall_seconds": {stage: round(s, 1) for stage, s in stages.seconds.items()},
+        "peak_rss_gib": {stage: round(b / 2**30, 2) for stage, b in stages.peak_rss.items()},
         "total_seconds": round(time.perf_counter() - started, 1),
         "candidates": pq.read_table(OUT / "candidates.parquet").num_rows,
         "kept": {name: json.loads((OUT / "build" / name / "manifest.json").read_text())["rows_out"] for name in paths},
@@ -203,9 +210,16 @@ def main() -> None:
 def figures() -> dict[str, dict]:
     """Accuracy with its 95 % interval for every evaluation the run made."""
     found = {}
-    for path in sorted(OUT.glob("report/recipes/*/eval/metrics.json")) + sorted(OUT.glob("eval/*/metrics.json")):
+    trained = [OUT / "report" / "base-model" / "eval" / "metrics.json", OUT / "report" / "no-filter" / "eval" / "metrics.json",
+               *sorted(OUT.glob("report/recipes/*/eval/metrics.json"))]
+    for path in [p for p in trained if p.exists()] + sorted(OUT.glob("eval/*/metrics.json")):
         metrics = json.loads(path.read_text())
-        name = path.parent.parent.name + " adapter (greedy)" if path.parent.name == "eval" else path.parent.name
+        if path.parent.name != "eval":
+            name = path.parent.name
+        elif path.parent.parent.name == "base-model":
+            name = "base model (greedy)"
+        else:
+            name = path.parent.parent.name + " adapter (greedy)"
         found[name] = {k: metrics[k] for k in ("accuracy", "ci95", "correct", "questions", "no_answer")}
     return found
 
