@@ -27,7 +27,7 @@ import pyarrow.ipc as ipc
 
 from curator.outputs import atomic_path, write_json
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 KEY_COLUMNS = ("_hi", "_lo")
 """The two halves of a row key, stored beside every score."""
 OPEN_PARTS = 16

@@ -30,7 +30,7 @@ from curator.io import Source, conform
 from curator.outputs import atomic_path, write_json
 from curator.task import Task
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 KEYS_SCHEMA = pa.schema([("hi", pa.uint64()), ("lo", pa.uint64()), ("group", pa.int64())])
 
 
