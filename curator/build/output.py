@@ -3,7 +3,9 @@
 Files are written under temporary names and renamed at the end; the old
 manifest is removed first, so ``manifest.json`` exists only beside a
 complete, matching set of outputs. The build's scratch folder (plans and
-gathered scores) lives beside them under a temporary name too.
+gathered scores) lives beside them under a temporary name too. Splitting
+and compressing run in a background thread, overlapped with the build's
+next batch.
 """
 
 from __future__ import annotations
@@ -18,8 +20,27 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from curator.build.background import Worker
 from curator.build.step_scores import ROW, StepScores
 from curator.outputs import write_json
+
+ROW_GROUP_ROWS = 65_536
+DICTIONARY_BYTES = 64
+"""Text columns whose first values average more bytes than this are written without a dictionary (it would
+overflow and fall back anyway, after hashing every value)."""
+
+
+def _dictionary_columns(batch: pa.RecordBatch) -> list[str]:
+    chosen = []
+    for name, column in zip(batch.schema.names, batch.columns):
+        kind = column.type
+        if pa.types.is_string(kind) or pa.types.is_binary(kind) or pa.types.is_large_string(kind) \
+                or pa.types.is_large_binary(kind):
+            sized = len(column) - column.null_count
+            if sized and pc.sum(pc.binary_length(column)).as_py() / sized > DICTIONARY_BYTES:
+                continue
+        chosen.append(name)
+    return chosen
 
 
 class OutputWriter:
@@ -34,6 +55,8 @@ class OutputWriter:
         self.step_names = step_names
         self.writers: dict[str, pq.ParquetWriter] = {}
         self.rows = dict.fromkeys(self.targets, 0)
+        self._pending: dict[str, list[pa.RecordBatch]] = {t: [] for t in self.targets}
+        self._worker: Worker | None = None
 
     def scratch(self) -> Path:
         """A new folder for this build's working files; the caller removes it."""
@@ -42,10 +65,28 @@ class OutputWriter:
     def _tmp(self, target: str) -> Path:
         return self.dir / f".{target}.parquet.building.tmp"
 
+    def __enter__(self) -> OutputWriter:
+        self._worker = Worker("output")
+        return self
+
+    def __exit__(self, *failure: Any) -> None:
+        """Wait until every batch is written (after a failure, stop without raising the writer's own)."""
+        assert self._worker is not None
+        if failure[0] is None:
+            self._worker.submit(self._flush)
+        self._worker.__exit__(*failure)
+
     def write(self, batch: pa.RecordBatch) -> None:
+        """Queue ``batch`` (input columns, scores, verdict) for its files, inside ``with``; returns at once."""
+        assert self._worker is not None, "write inside 'with writer:'"
+        self._worker.submit(self._split, batch)
+
+    def _split(self, batch: pa.RecordBatch) -> None:
         if not self.writers:
+            dictionary = _dictionary_columns(batch)
             for target in self.targets:
-                self.writers[target] = pq.ParquetWriter(self._tmp(target), batch.schema, compression="zstd")
+                self.writers[target] = pq.ParquetWriter(self._tmp(target), batch.schema, compression="zstd",
+                                                        use_dictionary=dictionary)
         keep = batch.column("keep")
         self._write("curated", batch.filter(keep))
         rejected = batch.filter(pc.invert(keep))
@@ -54,9 +95,19 @@ class OutputWriter:
             self._write(f"rejected-{name}", rejected.filter(pc.equal(rejected.column("dropped_by"), name)))
 
     def _write(self, target: str, batch: pa.RecordBatch) -> None:
+        """Row groups of about ``ROW_GROUP_ROWS`` rows: fewer, larger groups compress and write faster."""
         if batch.num_rows:
-            self.writers[target].write_batch(batch)
+            pending = self._pending[target]
+            pending.append(batch)
             self.rows[target] += batch.num_rows
+            if sum(b.num_rows for b in pending) >= ROW_GROUP_ROWS:
+                self._flush(target)
+
+    def _flush(self, target: str | None = None) -> None:
+        for name in self.targets if target is None else [target]:
+            if self._pending[name]:
+                self.writers[name].write_table(pa.Table.from_batches(self._pending[name]))
+                self._pending[name] = []
 
     def finish(self, manifest: dict[str, Any]) -> None:
         """Close, rename into place, and write the manifest last."""
