@@ -21,7 +21,7 @@ The build's ``phases`` are its own thread's seconds by phase (see :mod:`curator.
 
 
 def build_manifest(recipe: Recipe, prepared: Prepared, steps: list[PlannedStep], state: BuildState,
-                   executor: dict[str, Any], started: float, phases: dict[str, float]) -> dict[str, Any]:
+                   executor: dict[str, Any], started: float, phases: dict[str, dict[str, float]]) -> dict[str, Any]:
     kept = int(state.reach.sum())
     step_reports = []
     for position, planned in enumerate(steps):

@@ -1,8 +1,9 @@
-"""Where a build's wall time goes, phase by phase, as the build's own thread spends it.
+"""Where a build's time goes, phase by phase, as the build's own thread spends it: wall and CPU seconds.
 
-Work overlapped in a background thread (hashing and writing the working
-copy, writing the outputs) counts only where the build waits for it. The
-manifest records the phases; :data:`RESUME` names those spent on what makes a
+Work overlapped in a background thread (writing the working copy and the
+outputs, reading the input) counts only where the build waits for it. On a
+loaded machine the wall seconds of every phase stretch with the load; the CPU
+seconds of the build's thread do not. The manifest records both; :data:`RESUME` names those spent on what makes a
 build resumable and its scores reusable, so their share of the build can be
 watched (``bench/bench_filters.py`` prints it).
 """
@@ -24,30 +25,34 @@ looking rows up in the score cache; storing new scores in it; gathering every re
 class Phases:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
 
-    def add(self, name: str, seconds: float) -> None:
+    def add(self, name: str, seconds: float, cpu: float = 0.0) -> None:
         self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+        self.cpu[name] = self.cpu.get(name, 0.0) + cpu
 
     @contextmanager
     def timing(self, name: str) -> Iterator[None]:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         try:
             yield
         finally:
-            self.add(name, time.perf_counter() - started)
+            self.add(name, time.perf_counter() - started, time.thread_time() - cpu)
 
     def timed(self, name: str, items: Iterable[T]) -> Iterator[T]:
         """``items``, with the time spent waiting for each one counted under ``name``."""
         iterator = iter(items)
         while True:
-            started = time.perf_counter()
-            try:
-                item = next(iterator)
-            except StopIteration:
-                self.add(name, time.perf_counter() - started)
+            with self.timing(name):
+                item = next(iterator, _END)
+            if item is _END:
                 return
-            self.add(name, time.perf_counter() - started)
-            yield item
+            yield item  # type: ignore[misc]
 
-    def report(self) -> dict[str, float]:
-        return {name: round(seconds, 3) for name, seconds in self.seconds.items()}
+    def report(self) -> dict[str, dict[str, float]]:
+        """``{"wall": {phase: seconds}, "cpu": {phase: seconds of the build's thread}}``."""
+        return {"wall": {name: round(s, 3) for name, s in self.seconds.items()},
+                "cpu": {name: round(s, 3) for name, s in self.cpu.items()}}
+
+
+_END = object()

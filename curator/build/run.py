@@ -96,8 +96,8 @@ def run_build(
                 with phases.timing("write outputs"):
                     writer.write(out)
                 bar.update(batch.num_rows)
-            waiting = time.perf_counter()  # for the writer's last batches, as the block ends
-        phases.add("write outputs", time.perf_counter() - waiting)
+            waiting = time.perf_counter(), time.thread_time()  # for the writer's last batches, as the block ends
+        phases.add("write outputs", time.perf_counter() - waiting[0], time.thread_time() - waiting[1])
         described = executor.describe()
     finally:
         for planned in steps:
@@ -142,7 +142,7 @@ def _run_step(position: int, planned: PlannedStep, prepared: Prepared, state: Bu
     started = time.perf_counter()
     stats = planned.filter.fit(gathered)
     report["fit_seconds"] = time.perf_counter() - started
-    phases.add("fit", report["fit_seconds"])
+    phases.add("fit", report["fit_seconds"], report["fit_seconds"])
     report["stats"] = stats
     _select(planned, position, prepared, plan, gathered, stats, state, phases)
     dropped = int((state.dropped_by == position).sum())
@@ -197,6 +197,7 @@ def _select(planned: PlannedStep, position: int, prepared: Prepared, plan: StepP
             stats: dict[str, Any], state: BuildState, phases: Phases) -> None:
     spent = 0.0
     select_started, read_before = time.perf_counter(), phases.seconds.get("read copy", 0.0)
+    select_cpu, read_cpu_before = time.thread_time(), phases.cpu.get("read copy", 0.0)
     for index, first_row, batch in phases.timed("read copy", prepared.batches(plan.reached_batches)):
         reach = state.reach[first_row : first_row + batch.num_rows]
         rows = np.flatnonzero(reach) + first_row
@@ -218,8 +219,8 @@ def _select(planned: PlannedStep, position: int, prepared: Prepared, plan: StepP
         if weight is not None:
             state.weight[rows] *= weight
     planned.report["select_seconds"] = spent
-    reading = phases.seconds.get("read copy", 0.0) - read_before
-    phases.add("select", time.perf_counter() - select_started - reading)
+    reading, reading_cpu = phases.seconds["read copy"] - read_before, phases.cpu["read copy"] - read_cpu_before
+    phases.add("select", time.perf_counter() - select_started - reading, time.thread_time() - select_cpu - reading_cpu)
 
 
 def _check_selection(selection: Selection, n: int, planned: PlannedStep) -> tuple[np.ndarray, np.ndarray | None]:
