@@ -25,7 +25,11 @@ class LocalExecutor:
             yield score_rows(job.work, index, rows, context, advance)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name}
+        """The executor, and the CPU threads torch was given when a model ran on the CPU."""
+        from curator.lm.threads import chosen_threads
+
+        threads = chosen_threads()
+        return {"name": self.name, **({"torch_threads": threads} if threads else {})}
 
     def close(self) -> None:
         self.models.clear()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from curator.errors import MissingDependency
+from curator.lm.threads import choose_threads
 
 if TYPE_CHECKING:
     import torch
@@ -195,6 +196,8 @@ def _from_pretrained(
     revision: str | None,
     **extra: Any,
 ) -> Any:
+    if device.startswith("cpu"):
+        choose_threads()
     return auto_class.from_pretrained(
         name_or_path,
         dtype=torch_dtype(dtype, device),
