@@ -3,13 +3,14 @@
 Files are written under temporary names and renamed at the end; the old
 manifest is removed first, so ``manifest.json`` exists only beside a
 complete, matching set of outputs. The build's scratch folder (plans and
-gathered scores) lives beside them under a temporary name too. Splitting
-and compressing run in a background thread, overlapped with the build's
-next batch.
+gathered scores) lives beside them under a temporary name too. Encoding
+and compressing run in two background threads (curated rows, rejected rows),
+overlapped with each other and with the build's next batch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -56,7 +57,7 @@ class OutputWriter:
         self.writers: dict[str, pq.ParquetWriter] = {}
         self.rows = dict.fromkeys(self.targets, 0)
         self._pending: dict[str, list[pa.RecordBatch]] = {t: [] for t in self.targets}
-        self._worker: Worker | None = None
+        self._workers: dict[str, Worker] = {}
 
     def scratch(self) -> Path:
         """A new folder for this build's working files; the caller removes it."""
@@ -66,48 +67,52 @@ class OutputWriter:
         return self.dir / f".{target}.parquet.building.tmp"
 
     def __enter__(self) -> OutputWriter:
-        self._worker = Worker("output")
+        """Two writing threads: curated rows, and rejected rows (with the per-step files), each its own file."""
+        self._stack = contextlib.ExitStack()
+        self._workers = {name: self._stack.enter_context(Worker(f"write-{name}")) for name in ("curated", "rejected")}
         return self
 
     def __exit__(self, *failure: Any) -> None:
-        """Wait until every batch is written (after a failure, stop without raising the writer's own)."""
-        assert self._worker is not None
+        """Wait until every batch is written (after a failure, stop without raising the writers' own)."""
         if failure[0] is None:
-            self._worker.submit(self._flush)
-        self._worker.__exit__(*failure)
+            for target in self.targets:
+                self._worker(target).submit(self._flush, target)
+        self._stack.__exit__(*failure)
 
     def write(self, batch: pa.RecordBatch) -> None:
-        """Queue ``batch`` (input columns, scores, verdict) for its files, inside ``with``; returns at once."""
-        assert self._worker is not None, "write inside 'with writer:'"
-        self._worker.submit(self._split, batch)
-
-    def _split(self, batch: pa.RecordBatch) -> None:
+        """Split ``batch`` (input columns, scores, verdict) into its files, inside ``with``; the writing is queued."""
+        assert self._workers, "write inside 'with writer:'"
         if not self.writers:
             dictionary = _dictionary_columns(batch)
             for target in self.targets:
                 self.writers[target] = pq.ParquetWriter(self._tmp(target), batch.schema, compression="zstd",
                                                         use_dictionary=dictionary)
         keep = batch.column("keep")
-        self._write("curated", batch.filter(keep))
+        self._queue("curated", batch.filter(keep))
         rejected = batch.filter(pc.invert(keep))
-        self._write("rejected", rejected)
+        self._queue("rejected", rejected)
         for name in self.step_names if len(self.targets) > 2 else []:
-            self._write(f"rejected-{name}", rejected.filter(pc.equal(rejected.column("dropped_by"), name)))
+            self._queue(f"rejected-{name}", rejected.filter(pc.equal(rejected.column("dropped_by"), name)))
+
+    def _worker(self, target: str) -> Worker:
+        return self._workers["curated" if target == "curated" else "rejected"]
+
+    def _queue(self, target: str, batch: pa.RecordBatch) -> None:
+        if batch.num_rows:
+            self.rows[target] += batch.num_rows
+            self._worker(target).submit(self._write, target, batch)
 
     def _write(self, target: str, batch: pa.RecordBatch) -> None:
         """Row groups of about ``ROW_GROUP_ROWS`` rows: fewer, larger groups compress and write faster."""
-        if batch.num_rows:
-            pending = self._pending[target]
-            pending.append(batch)
-            self.rows[target] += batch.num_rows
-            if sum(b.num_rows for b in pending) >= ROW_GROUP_ROWS:
-                self._flush(target)
+        pending = self._pending[target]
+        pending.append(batch)
+        if sum(b.num_rows for b in pending) >= ROW_GROUP_ROWS:
+            self._flush(target)
 
-    def _flush(self, target: str | None = None) -> None:
-        for name in self.targets if target is None else [target]:
-            if self._pending[name]:
-                self.writers[name].write_table(pa.Table.from_batches(self._pending[name]))
-                self._pending[name] = []
+    def _flush(self, target: str) -> None:
+        if self._pending[target]:
+            self.writers[target].write_table(pa.Table.from_batches(self._pending[target]))
+            self._pending[target] = []
 
     def finish(self, manifest: dict[str, Any]) -> None:
         """Close, rename into place, and write the manifest last."""

@@ -1,7 +1,8 @@
 """Where a build's time goes, phase by phase, as the build's own thread spends it: wall and CPU seconds.
 
-Work overlapped in a background thread (writing the working copy and the
-outputs, reading the input) counts only where the build waits for it. On a
+Work overlapped in a background thread (reading and answering the input,
+writing the working copy and the outputs) counts only where the build waits
+for it. On a
 loaded machine the wall seconds of every phase stretch with the load; the CPU
 seconds of the build's thread do not. The manifest records both; :data:`RESUME` names those spent on what makes a
 build resumable and its scores reusable, so their share of the build can be
@@ -18,7 +19,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 RESUME = ("fingerprint", "working copy", "read copy", "plan", "cache", "gather")
-"""Hashing the input; hashing and writing the working copy (beyond answering); reading it back between passes;
+"""Hashing the input; hashing the rows and writing the working copy; reading it back between passes;
 looking rows up in the score cache; storing new scores in it; gathering every reached row's scores from it."""
 
 

@@ -221,31 +221,29 @@ class _CopyWriter:
 
 def _write_working_copy(source: Source, task: Task, dest: Path, keys_dest: Path | None, batch_rows: int, *,
                         check_groups: bool, phases: Phases) -> dict:
-    aligner = GroupAligner(batch_rows)
+    """Reading, checking and answering run in a background thread; hashing (which holds the GIL) here."""
     out = _CopyWriter(dest, keys_dest)
     filled_answer = False
-    next_row = 1
     with out.worker:
-        for raw in phases.timed("read input", _then_none(prefetched(source.iter_batches(batch_rows)))):
-            with phases.timing("answers"):
-                if raw is None:
-                    aligned = list(aligner.flush())
-                else:
-                    batch = conform(raw, source.path, next_row)
-                    next_row += batch.num_rows
-                    aligned = list(aligner.push(batch))
-                answered = [_answered(batch, task) for batch in aligned]
+        answered = prefetched(_answered_batches(source, task, batch_rows))
+        for batch, filled_answer in phases.timed("read and answer", answered):  # noqa: B007 (the last one's says)
             with phases.timing("working copy"):
-                for batch, filled_answer in answered:  # noqa: B007 (the last batch's says it for all)
-                    out.write(batch)
+                out.write(batch)
         with phases.timing("working copy"):
             return out.close(source, check_groups=check_groups, filled_answer=filled_answer)
 
 
-def _then_none(items: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch | None]:
-    """The batches, then None: the end of the input, where the last group is complete."""
-    yield from items
-    yield None
+def _answered_batches(source: Source, task: Task, batch_rows: int) -> Iterator[tuple[pa.RecordBatch, bool]]:
+    """The input checked, cut at group ends and answered (:func:`_answered`), batch by batch."""
+    aligner = GroupAligner(batch_rows)
+    next_row = 1
+    for raw in source.iter_batches(batch_rows):
+        batch = conform(raw, source.path, next_row)
+        next_row += batch.num_rows
+        for aligned in aligner.push(batch):
+            yield _answered(aligned, task)
+    for aligned in aligner.flush():
+        yield _answered(aligned, task)
 
 
 def _answered(batch: pa.RecordBatch, task: Task) -> tuple[pa.RecordBatch, bool]:
