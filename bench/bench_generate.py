@@ -1,36 +1,56 @@
-"""Request throughput of ``curator generate``: default concurrency vs the same client one at a time.
+"""``curator generate`` against the servers a user would point it at, each beside a baseline run in this process.
 
-The stub OpenAI server (:mod:`curator.testing.openai_server`) runs in its own
-process, so it does not share the client's interpreter. For each server
-latency (0 = it answers at once) the same few-shot generation runs twice in
-this process: with the default concurrency, and with ``--concurrency 1``
-(the same client used sequentially). Throughput is the manifest's requests
-per second of wall time, start-up included; "in flight" is the time-weighted
-mean number of requests at the server, seen by the client and by the server.
+Three sections, each printing a Markdown table:
 
-    python bench/bench_generate.py [--requests 3000] [--sequential 300] [--delays 0,0.05,0.2]
+- ``client`` (``--server stub``): the client's own cost. The stub OpenAI
+  server (:mod:`curator.testing.openai_server`) answers at once, in its own
+  process; ``curator generate`` (few-shot CoT, ``--n 4`` in one request per
+  question) runs against it interleaved with a minimal aiohttp client (a
+  semaphore of 256 over one shared session, JSON parsed, nothing written)
+  sending the same bodies. Completions/s are over wall time; client CPU per
+  request is this process's CPU time over the requests sent (everything
+  ``curator generate`` does: reading questions, prompts, retries' book-
+  keeping, parsing, Parquet). Repetitions are interleaved; medians shown.
+- ``latency`` (``--server stub``): the sliding window. The same run with the
+  default concurrency and with ``--concurrency 1`` for server latencies of
+  0, 50 and 200 ms.
+- ``vllm`` (``--server vllm``): a real vLLM server (started here with
+  :class:`curator.testing.vllm_server.VLLMServer`, or ``--base-url`` for a
+  running one) on ``--model``; ``curator generate`` and the minimal client
+  send the same prompts with the same per-question seeds, so the server does
+  the same work, and completion tokens/s of both are compared.
 
-The sequential run is shortened at high latency (about ten seconds' worth
-of requests, at least 50); requests per second do not depend on its length.
+    python bench/bench_generate.py [--questions 2000] [--repeats 3] [--delays 0,0.05,0.2]
+    python bench/bench_generate.py --server vllm --model DIR [--base-url URL] [--questions 64]
+
+The vLLM section needs vllm importable (``bench/vllm_cpu.sh`` makes such an
+environment and runs it).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from curator.backend import SamplingParams
 from curator.generate import GenerateConfig, run_generate
+from curator.generate.prompts import QUESTION_STOP, make_prompting
+from curator.generate.runner import derive_seed
 
 DEFAULT_CONCURRENCY = 256
 
 
-def serve(delay: float) -> tuple[subprocess.Popen[str], str]:
+def serve_stub(delay: float) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "curator.testing.openai_server", "--delay", str(delay)],
         stdout=subprocess.PIPE, text=True,
@@ -52,9 +72,118 @@ def write_questions(path: Path, count: int) -> Path:
     return path
 
 
-def generate(root: Path, name: str, questions: int, delay: float, concurrency: int) -> dict[str, Any]:
+# --- the baseline: a minimal async client ---------------------------------------------------------------
+
+def request_bodies(questions: Path, model: str, n: int, temperature: float, max_tokens: int,
+                   seed: int | None) -> list[dict[str, Any]]:
+    """The completions bodies ``curator generate --prompt few-shot-cot`` sends for these questions."""
+    prompting = make_prompting("few-shot-cot", None, "gsm8k")
+    bodies = []
+    for line in questions.open():
+        record = json.loads(line)
+        body = {"model": model, "prompt": prompting.first(record["question"], SamplingParams()).prompt, "n": n,
+                "temperature": temperature, "top_p": 1.0, "max_tokens": max_tokens, "logprobs": 1,
+                "stop": [QUESTION_STOP]}
+        question_seed = derive_seed(seed, record["id"], 1)
+        if question_seed is not None:
+            body["seed"] = question_seed
+        bodies.append(body)
+    return bodies
+
+
+async def minimal_client(base_url: str, bodies: list[dict[str, Any]], concurrency: int) -> dict[str, float]:
+    """What a user would write by hand: a semaphore over one shared aiohttp session."""
+    import aiohttp
+
+    slots = asyncio.Semaphore(concurrency)
+    completions = tokens = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+
+        async def one(body: dict[str, Any]) -> None:
+            nonlocal completions, tokens
+            async with slots, session.post(f"{base_url}/completions", json=body) as answer:
+                data = await answer.json()
+            completions += len(data["choices"])
+            tokens += data["usage"]["completion_tokens"]
+
+        await asyncio.gather(*(one(body) for body in bodies))
+    return {"completions": completions, "completion_tokens": tokens, "requests": len(bodies)}
+
+
+def timed(run: Callable[[], dict[str, float]]) -> dict[str, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    counts = run()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {**counts, "seconds": wall, "completions_s": counts["completions"] / wall,
+            "tokens_s": counts["completion_tokens"] / wall, "cpu_ms": 1000 * cpu / counts["requests"]}
+
+
+def curator_run(questions: Path, output: Path, base_url: str, model: str, n: int, temperature: float,
+                max_tokens: int, seed: int | None) -> dict[str, float]:
+    config = GenerateConfig(input=str(questions), output=str(output), task="gsm8k", backend="openai",
+                            model=model, base_url=base_url, prompt="few-shot-cot", n=n, temperature=temperature,
+                            max_tokens=max_tokens, seed=seed, progress=False)
+    manifest = run_generate(config).manifest
+    return {"completions": manifest["counts"]["rows"], "completion_tokens": manifest["usage"]["completion_tokens"],
+            "requests": manifest["usage"]["requests"]}
+
+
+def compare(root: Path, base_url: str, model: str, questions: Path, repeats: int, n: int, temperature: float,
+            max_tokens: int, seed: int | None) -> list[tuple[dict[str, float], dict[str, float]]]:
+    """Interleaved (baseline, curator) pairs on the same server and bodies, first one then the other first.
+
+    A first pass over every prompt (one token each) fills a server's prefix
+    cache, so neither side gains from the other having sent the prompts.
+    """
+    bodies = request_bodies(questions, model, n, temperature, max_tokens, seed)
+    asyncio.run(minimal_client(base_url, [{**body, "max_tokens": 1, "n": 1} for body in bodies], DEFAULT_CONCURRENCY))
+    pairs = []
+    for repeat in range(repeats):
+        def baseline() -> dict[str, float]:
+            return timed(lambda: asyncio.run(minimal_client(base_url, bodies, DEFAULT_CONCURRENCY)))
+
+        def ours(r: int = repeat) -> dict[str, float]:
+            return timed(lambda: curator_run(questions, root / f"run-{r}", base_url, model, n, temperature,
+                                             max_tokens, seed))
+
+        if repeat % 2:
+            mine = ours()
+            pairs.append((baseline(), mine))
+        else:
+            pairs.append((baseline(), ours()))
+    return pairs
+
+
+def median(pairs: list[tuple[dict[str, float], dict[str, float]]], side: int, key: str) -> float:
+    return statistics.median(pair[side][key] for pair in pairs)
+
+
+# --- sections ----------------------------------------------------------------------------------------------
+
+def client_section(root: Path, questions_count: int, repeats: int) -> None:
+    process, base_url = serve_stub(0.0)
+    try:
+        questions = write_questions(root / "client.jsonl", questions_count)
+        warm = write_questions(root / "warm.jsonl", 50)
+        curator_run(warm, root / "warm", base_url, "stub", 4, 0.7, 64, 1)  # imports and first connections
+        pairs = compare(root / "client", base_url, "stub", questions, repeats, 4, 0.7, 64, 1)
+    finally:
+        process.terminate()
+        process.wait()
+    print(f"\n### Client cost: instant stub server, {questions_count} questions, n = 4, one request each "
+          f"({repeats} interleaved repetitions, alternating which goes first; medians)\n")
+    print("| client | completions/s | client CPU per request | ÷ baseline |")
+    print("|---|---|---|---|")
+    ratios = [ours["completions_s"] / base["completions_s"] for base, ours in pairs]
+    print(f"| minimal aiohttp (baseline) | {median(pairs, 0, 'completions_s'):,.0f} | "
+          f"{median(pairs, 0, 'cpu_ms'):.3f} ms | 1.00 |")
+    print(f"| `curator generate` | {median(pairs, 1, 'completions_s'):,.0f} | {median(pairs, 1, 'cpu_ms'):.3f} ms "
+          f"| **{statistics.median(ratios):.2f}** (each: {', '.join(f'{r:.2f}' for r in ratios)}) |")
+
+
+def latency_run(root: Path, name: str, questions: int, delay: float, concurrency: int) -> dict[str, Any]:
     """One fresh server, one ``curator generate`` run; the numbers that matter from both sides."""
-    process, base_url = serve(delay)
+    process, base_url = serve_stub(delay)
     try:
         path = write_questions(root / f"{name}.jsonl", questions)
         config = GenerateConfig(
@@ -76,27 +205,81 @@ def generate(root: Path, name: str, questions: int, delay: float, concurrency: i
     }
 
 
+def latency_section(root: Path, delays: list[float], requests: int, sequential: int) -> None:
+    print("\n### Sliding window: default concurrency against one request at a time\n")
+    print("| server latency | concurrency | requests | seconds | requests/s | mean in flight (client / server) "
+          "| peak | speed-up |")
+    print("|---|---|---|---|---|---|---|---|")
+    for delay in delays:
+        count = sequential if delay == 0 else min(sequential, max(50, int(10 / delay)))
+        one = latency_run(root, f"seq-{delay}", count, delay, 1)
+        window = latency_run(root, f"conc-{delay}", requests, delay, DEFAULT_CONCURRENCY)
+        for label, run in (("1 (sequential)", one), (f"{DEFAULT_CONCURRENCY} (default)", window)):
+            ratio = run["rps"] / one["rps"]
+            print(f"| {delay * 1000:.0f} ms | {label} | {run['requests']} | {run['seconds']:.2f} | {run['rps']:.0f} "
+                  f"| {run['in_flight_client']:.1f} / {run['in_flight_server']:.1f} | {run['peak_in_flight']} "
+                  f"| {ratio:.1f}× |")
+
+
+def vllm_section(root: Path, args: argparse.Namespace) -> None:
+    from curator.testing.vllm_server import VLLMServer
+
+    server = None
+    base_url, model = args.base_url, args.served_name
+    if base_url is None:
+        if args.model is None:
+            raise SystemExit("--server vllm needs --model DIR (or --base-url of a running server)")
+        server = VLLMServer(args.model, "--dtype", "float32", "--max-model-len", "2048", "--seed", "0",
+                            name=args.served_name).start()
+        base_url = server.base_url
+    try:
+        questions = write_questions(root / "vllm.jsonl", args.questions)
+        warm = write_questions(root / "vllm-warm.jsonl", 4)
+        curator_run(warm, root / "vllm-warm", base_url, model, 1, 0.8, 8, 1)
+        pairs = compare(root / "vllm", base_url, model, questions, args.repeats, args.n, 0.8, args.max_tokens, 1)
+    finally:
+        if server is not None:
+            server.stop()
+    same = all(base["completion_tokens"] == ours["completion_tokens"] for base, ours in pairs)
+    print(f"\n### vLLM server: {args.questions} few-shot questions, n = {args.n}, max {args.max_tokens} tokens, "
+          f"T = 0.8, same seeds ({args.repeats} interleaved repetitions, alternating which goes first; medians; "
+          f"same completion tokens on both sides: {same})\n")
+    print("| client | completion tokens/s | completions/s | seconds | client CPU per request | ÷ baseline |")
+    print("|---|---|---|---|---|---|")
+    ratios = [ours["tokens_s"] / base["tokens_s"] for base, ours in pairs]
+    for side, label in ((0, "minimal aiohttp (baseline)"), (1, "`curator generate`")):
+        ratio = "1.00" if side == 0 else (f"**{statistics.median(ratios):.2f}** "
+                                          f"(each: {', '.join(f'{r:.2f}' for r in ratios)})")
+        print(f"| {label} | {median(pairs, side, 'tokens_s'):,.1f} | {median(pairs, side, 'completions_s'):.1f} | "
+              f"{median(pairs, side, 'seconds'):.1f} | {median(pairs, side, 'cpu_ms'):.2f} ms | {ratio} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=3000, help="questions (= requests) for the concurrent run")
-    parser.add_argument("--sequential", type=int, default=300, help="questions for the sequential run")
-    parser.add_argument("--delays", default="0,0.05,0.2", help="server latencies to measure, in seconds")
+    parser.add_argument("--server", choices=("stub", "vllm"), default="stub")
+    parser.add_argument("--questions", type=int, default=None,
+                        help="questions per run (stub: 2000; vllm: 64)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repetitions of each comparison")
+    parser.add_argument("--delays", default="0,0.05,0.2",
+                        help="stub: server latencies for the sliding-window table ('' to skip it)")
+    parser.add_argument("--requests", type=int, default=3000, help="stub: questions of each concurrent latency run")
+    parser.add_argument("--sequential", type=int, default=300, help="stub: questions of each sequential run")
+    parser.add_argument("--model", default=None, help="vllm: model folder to serve")
+    parser.add_argument("--base-url", default=None, help="vllm: a running server instead of starting one")
+    parser.add_argument("--served-name", default="bench", help="vllm: the model's name at the server")
+    parser.add_argument("--n", type=int, default=4, help="vllm: samples per question")
+    parser.add_argument("--max-tokens", type=int, default=48, help="vllm: longest rationale")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-generate-") as tmp:
         root = Path(tmp)
-        generate(root, "warm-up", 50, 0.0, DEFAULT_CONCURRENCY)  # imports and first connections
-        print("| server latency | concurrency | requests | seconds | requests/s | mean in flight (client / server) "
-              "| peak | speed-up |")
-        print("|---|---|---|---|---|---|---|---|")
-        for delay in (float(d) for d in args.delays.split(",")):
-            count = args.sequential if delay == 0 else min(args.sequential, max(50, int(10 / delay)))
-            sequential = generate(root, f"seq-{delay}", count, delay, 1)
-            concurrent = generate(root, f"conc-{delay}", args.requests, delay, DEFAULT_CONCURRENCY)
-            for label, run in (("1 (sequential)", sequential), (f"{DEFAULT_CONCURRENCY} (default)", concurrent)):
-                ratio = run["rps"] / sequential["rps"]
-                print(f"| {delay * 1000:.0f} ms | {label} | {run['requests']} | {run['seconds']:.2f} | {run['rps']:.0f} "
-                      f"| {run['in_flight_client']:.1f} / {run['in_flight_server']:.1f} | {run['peak_in_flight']} "
-                      f"| {ratio:.1f}× |")
+        if args.server == "vllm":
+            args.questions = args.questions or 64
+            vllm_section(root, args)
+            return
+        client_section(root, args.questions or 2000, args.repeats)
+        delays = [float(d) for d in args.delays.split(",") if d.strip()]
+        if delays:
+            latency_section(root, delays, args.requests, args.sequential)
 
 
 if __name__ == "__main__":

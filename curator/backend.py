@@ -191,8 +191,15 @@ class Backend(ABC):
         """
 
     def describe(self) -> dict[str, Any]:
-        """What the manifest records about this backend; never a secret."""
-        return {"backend": self.name, "model": self.options.model}
+        """What the manifest records about this backend; never a secret.
+
+        An ``adapter`` option (a LoRA folder applied to ``model``) is named
+        here, since the rows' ``model`` column names the base only.
+        """
+        described: dict[str, Any] = {"backend": self.name, "model": self.options.model}
+        if self.options.extra.get("adapter") is not None:
+            described["adapter"] = {"path": str(self.options.extra["adapter"])}
+        return described
 
 
 class BatchedBackend(Backend):

@@ -6,6 +6,7 @@ share these kernels, so none of them loops over rows in Python.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,28 @@ def group_index(ids: pa.Array) -> np.ndarray:
     index = np.zeros(len(ids), dtype=np.int64)
     index[starts[1:]] = 1
     return np.cumsum(index)
+
+
+def warn_repeated_samples(batch: pa.RecordBatch) -> None:
+    """Warn when rows of one question share a ``sample`` number: duplicates by the row contract, each voting.
+
+    A doubled input file (two runs of ``generate`` concatenated) is the usual
+    cause; it would silently give its answers twice the votes.
+    """
+    if "sample" not in batch.schema.names or batch.num_rows < 2:
+        return
+    samples = batch.column("sample")
+    keyed = pa.table({"group": group_index(batch.column("id")), "sample": samples}).filter(pc.is_valid(samples))
+    counts = keyed.group_by(["group", "sample"]).aggregate([([], "count_all")])
+    repeated = counts.filter(pc.greater(counts.column("count_all"), 1))
+    if repeated.num_rows:
+        group, sample = repeated.column("group")[0].as_py(), repeated.column("sample")[0].as_py()
+        first_id = batch.column("id")[int(group_starts(batch.column("id"))[group])].as_py()
+        shared = int(pc.sum(repeated.column("count_all")).as_py())
+        warnings.warn(
+            f"{shared} rows share their (id, sample) with another row (first: id '{first_id}', sample {sample}); "
+            "each of them votes", UserWarning, stacklevel=2,
+        )
 
 
 @dataclass(frozen=True)
@@ -77,12 +100,13 @@ class AnswerDistribution:
         """Total mass of parsable answers per group."""
         return np.bincount(self.group, weights=self.mass, minlength=self.num_groups)
 
-    def majority(self) -> tuple[np.ndarray, np.ndarray]:
+    def majority(self, tie_keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Per group: the winning answer's code (-1 if none parsable) and its mass.
 
-        Ties go to the answer that appears first in the group.
+        Ties go to the answer that appears first in the group, or with
+        ``tie_keys`` (one per entry) to the tied entry with the lowest key.
         """
-        order = np.lexsort((self.first, -self.mass, self.group))
+        order = np.lexsort((self.first if tie_keys is None else tie_keys, -self.mass, self.group))
         winners = order[np.concatenate(([True], self.group[order][1:] != self.group[order][:-1]))] if len(order) else order
         code = np.full(self.num_groups, -1, dtype=np.int64)
         mass = np.zeros(self.num_groups, dtype=np.float64)

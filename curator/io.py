@@ -1,30 +1,35 @@
 """Reading tables (candidates, question files, validation sets) as a stream of Arrow record batches.
 
 JSONL, Parquet, Arrow IPC (file or stream) and a saved Hugging Face
-``datasets`` folder are read batch by batch, never whole. JSONL goes through
-pyarrow's block reader; when it rejects a block, the file is scanned line by
-line to say exactly which line and column are wrong, because "straddling
-object" is not an error message a user can act on. Which columns must be
-there, as never-null text, is the reader's ``required`` (a candidate
-table's by default; a question file needs only ``question``).
+``datasets`` folder are read batch by batch, never whole. JSONL is read in
+blocks of lines against one schema found by a first pass
+(:mod:`curator.jsonl`), and its errors name the line, because "straddling
+object" is not an error message a user can act on; errors in other formats
+name the 1-based row. Which columns must be there, as never-null text, is
+the reader's ``required`` (a candidate table's by default; a question file
+needs only ``question``). Text must be UTF-8 in every format.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
-import pyarrow.json as pajson
 import pyarrow.parquet as pq
 import xxhash
 
 from curator.errors import CuratorError
+from curator.jsonl import jsonl_batches, jsonl_schema, line_of_row
 from curator.schema import REQUIRED, TYPES
+
+if TYPE_CHECKING:
+    from curator.hf import DatasetName
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 ARROW_SUFFIXES = (".arrow", ".ipc", ".feather")
@@ -37,10 +42,16 @@ class Source:
     path: Path
     format: str
     required: tuple[str, ...] = REQUIRED
+    _found: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """What one pass over the file found (a JSONL file's schema), for the passes after it."""
 
     @classmethod
-    def open(cls, path: str | Path, required: Sequence[str] = REQUIRED) -> Source:
-        path = Path(path)
+    def open(cls, path: str | Path | DatasetName, required: Sequence[str] = REQUIRED) -> Source:
+        from curator import hf  # light: `datasets` is imported only when a dataset is read
+
+        if hf.is_dataset_name(path):  # hf:owner/name, streamed through datasets.load_dataset
+            return hf.open_dataset(path, required)
+        path = Path(str(path))
         if not path.exists():
             raise CuratorError(f"{path}: no such file or folder")
         if path.is_dir():
@@ -48,7 +59,9 @@ class Source:
                 raise CuratorError(f"{path}: a DatasetDict; point at one split's folder (e.g. {path}/train)")
             if not (path / "state.json").exists():
                 raise CuratorError(f"{path}: a folder, but not a saved Hugging Face dataset (no state.json)")
-            return cls(path, "hf", tuple(required))
+            source = cls(path, "hf", tuple(required))
+            source.files()  # state.json is read and every file it names found, before any work
+            return source
         suffix = path.suffix.lower()
         if suffix in JSONL_SUFFIXES:
             return cls(path, "jsonl", tuple(required))
@@ -61,8 +74,7 @@ class Source:
     def files(self) -> list[Path]:
         if self.format != "hf":
             return [self.path]
-        state = json.loads((self.path / "state.json").read_text())
-        return [self.path / f["filename"] for f in state.get("_data_files", [])]
+        return _dataset_files(self.path)
 
     def fingerprint(self) -> str:
         """A hash of the content (XXH3-128: stable, and fast), so a copy of the same candidates shares the cache."""
@@ -76,7 +88,9 @@ class Source:
     def iter_batches(self, batch_rows: int = 16384) -> Iterator[pa.RecordBatch]:
         """Raw record batches in file order (columns not yet checked)."""
         if self.format == "jsonl":
-            yield from _jsonl_batches(self.path, self.required)
+            schema = self.jsonl_schema()
+            if schema is not None:
+                yield from jsonl_batches(self.path, schema, self.required, batch_rows)
         elif self.format == "parquet":
             try:
                 # pre_buffer keeps every row group read so far alive until the
@@ -87,6 +101,15 @@ class Source:
         else:
             for file in self.files():
                 yield from _ipc_batches(file)
+
+    def jsonl_schema(self) -> pa.Schema | None:
+        """The schema every line of a JSONL file fits (None: no rows), found once per file state."""
+        stat = self.path.stat()
+        key = f"jsonl:{stat.st_size}:{stat.st_mtime_ns}"
+        if key not in self._found:
+            self._found.clear()
+            self._found[key] = jsonl_schema(self.path, self.required)
+        return self._found[key]
 
     def checked_batches(self, batch_rows: int = 16384) -> Iterator[pa.RecordBatch]:
         """Record batches with the required columns checked and known columns cast (:func:`conform`)."""
@@ -101,6 +124,40 @@ class Source:
         if not batches:
             return pa.table({name: pa.array([], pa.string()) for name in self.required})
         return pa.Table.from_batches(batches)
+
+
+def _dataset_files(folder: Path) -> list[Path]:
+    """The Arrow files a saved dataset's ``state.json`` lists, each checked to be there."""
+    state_path = folder / "state.json"
+    try:
+        state = json.loads(state_path.read_bytes())
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CuratorError(f"{state_path}: not valid JSON ({exc})") from None
+    entries = state.get("_data_files") if isinstance(state, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("filename"), str)
+                                                for e in entries):
+        raise CuratorError(f"{state_path}: no '_data_files' list of {{\"filename\": ...}} (not a saved dataset?)")
+    files = [folder / entry["filename"] for entry in entries]
+    for file in files:
+        if not file.is_file():
+            raise CuratorError(f"{folder}: the data file '{file.name}' that state.json names is missing")
+    return files
+
+
+def row_place(path: Path, row: int) -> str:
+    """Where the 1-based ``row`` of a table is, for an error: ``FILE:LINE`` for JSONL, ``FILE: row N`` otherwise."""
+    if _is_jsonl(path):
+        return f"{path}:{line_of_row(path, row)}"
+    return f"{path}: row {row}"
+
+
+def row_name(path: Path, row: int) -> str:
+    """``line N`` of a JSONL file, ``row N`` of any other table."""
+    return f"line {line_of_row(path, row)}" if _is_jsonl(path) else f"row {row}"
+
+
+def _is_jsonl(path: Path) -> bool:
+    return path.suffix.lower() in JSONL_SUFFIXES and path.is_file()
 
 
 def _ipc_batches(path: Path) -> Iterator[pa.RecordBatch]:
@@ -119,77 +176,6 @@ def _ipc_batches(path: Path) -> Iterator[pa.RecordBatch]:
         raise CuratorError(f"{path}: not an Arrow IPC file or stream ({exc})") from None
 
 
-def _jsonl_batches(path: Path, required: tuple[str, ...]) -> Iterator[pa.RecordBatch]:
-    """Stream JSONL through pyarrow, with a line-exact error when it fails."""
-    _check_first_record(path, required)
-    options = pajson.ParseOptions(
-        explicit_schema=pa.schema([(name, pa.string()) for name in required]),
-        unexpected_field_behavior="infer",
-        newlines_in_values=False,
-    )
-    try:
-        reader = pajson.open_json(path, read_options=pajson.ReadOptions(block_size=1 << 24), parse_options=options)
-        first = reader.read_next_batch()
-    except StopIteration:
-        return
-    except pa.ArrowInvalid as exc:
-        _raise_json_error(path, exc, required)
-    yield first
-    try:
-        yield from reader
-    except pa.ArrowInvalid as exc:
-        _raise_json_error(path, exc, required)
-
-
-def _check_first_record(path: Path, required: tuple[str, ...]) -> None:
-    """A required key absent from the first record is a missing column, not a null."""
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        line = next((line for line in handle if line.strip()), None)
-    if line is None:
-        return
-    try:
-        first = json.loads(line)
-    except json.JSONDecodeError:
-        return  # reported with its line number by the full scan
-    if isinstance(first, dict):
-        for column in required:
-            if column not in first:
-                raise CuratorError(f"{path}: missing required column '{column}' (has: {', '.join(first)})")
-
-
-def _raise_json_error(path: Path, exc: Exception, required: tuple[str, ...]) -> None:
-    """Find the first line that breaks JSONL or the required types, and name it."""
-    seen: dict[str, type] = {}
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for line_number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise CuratorError(f"{path}:{line_number}: invalid JSON ({err.msg}, column {err.colno})") from None
-            if not isinstance(row, dict):
-                raise CuratorError(f"{path}:{line_number}: expected a JSON object, got {type(row).__name__}")
-            for key, value in row.items():
-                if value is None:
-                    continue
-                if key in required and not isinstance(value, str):
-                    raise CuratorError(
-                        f"{path}:{line_number}: column '{key}' must be a string, got {type(value).__name__}"
-                    )
-                kind = _json_kind(value)
-                if seen.setdefault(key, kind) is not kind:
-                    raise CuratorError(
-                        f"{path}:{line_number}: column '{key}' is {kind.__name__} here but "
-                        f"{seen[key].__name__} on earlier lines"
-                    )
-    raise CuratorError(f"{path}: could not be read as JSONL ({exc})") from None
-
-
-def _json_kind(value: object) -> type:
-    return float if isinstance(value, int) and not isinstance(value, bool) else type(value)
-
-
 def conform(
     batch: pa.RecordBatch, source: Path, first_row: int, required: Sequence[str] = REQUIRED
 ) -> pa.RecordBatch:
@@ -198,6 +184,7 @@ def conform(
     ``first_row`` is the 1-based row number of the batch's first row, for
     errors. A known column that is not required may hold numbers where text
     is wanted (integer ids, numeric references): they are written out.
+    Dictionary-encoded columns are decoded, and text is checked to be UTF-8.
     """
     names = batch.schema.names
     for column in required:
@@ -205,14 +192,31 @@ def conform(
             raise CuratorError(f"{source}: missing required column '{column}' (has: {', '.join(names)})")
     columns = []
     for name, array in zip(names, batch.columns):
+        if pa.types.is_dictionary(array.type):  # pandas categoricals; one dictionary per batch cannot go on
+            array = array.dictionary_decode()
         wanted = TYPES.get(name)
         if wanted is not None and array.type != wanted:
             array = _cast(array, wanted, name, source, name in required)
         if name in required and array.null_count:
             row = first_row + _first_null(array)
-            raise CuratorError(f"{source}: row {row}: column '{name}' is null")
+            raise CuratorError(f"{row_place(source, row)}: column '{name}' is null")
+        if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+            _check_utf8(array, name, source, first_row)
         columns.append(array)
     return pa.RecordBatch.from_arrays(columns, names=names)
+
+
+def _check_utf8(array: pa.Array, name: str, source: Path, first_row: int) -> None:
+    try:
+        array.validate(full=True)
+    except pa.ArrowInvalid:
+        for index, value in enumerate(array.cast(pa.binary()).to_pylist()):
+            try:
+                if value is not None:
+                    value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise CuratorError(f"{row_place(source, first_row + index)}: column '{name}' is not UTF-8 text") from None
+        raise
 
 
 def _cast(array: pa.Array, wanted: pa.DataType, name: str, source: Path, required: bool) -> pa.Array:

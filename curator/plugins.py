@@ -5,8 +5,9 @@ the project exercises the same path a third-party package does. The manager
 is built once per process; hooks are called once each, with a ``register``
 closure that records which plugin (and distribution) registered what.
 
-``CURATOR_PLUGINS=a,b`` loads only the entry points named; ``CURATOR_TRACE=1``
-prints every hook call to stderr.
+``CURATOR_PLUGINS=a,b`` loads only the entry points named (a name that is not
+installed is an error, not a silent omission); ``CURATOR_TRACE=1`` prints
+every hook call to stderr.
 """
 
 from __future__ import annotations
@@ -103,7 +104,14 @@ def load_entry_point_plugins(pm: pluggy.PluginManager) -> None:
     """Register every plugin of the ``curator`` entry-point group (or those allow-listed)."""
     allowed = os.environ.get("CURATOR_PLUGINS")
     names = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
-    for ep in entry_points(group="curator"):
+    installed = entry_points(group="curator")
+    unknown = sorted((names or set()) - {ep.name for ep in installed})
+    if unknown:
+        raise CuratorError(
+            f"CURATOR_PLUGINS names '{unknown[0]}', which is not an installed plugin "
+            f"(installed: {', '.join(sorted(ep.name for ep in installed))})"
+        )
+    for ep in installed:
         if names is not None and ep.name not in names:
             continue
         if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):

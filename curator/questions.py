@@ -1,7 +1,8 @@
 """Questions to generate for, or to evaluate on: ``id``, ``question`` and an optional gold answer.
 
 Any format :class:`curator.io.Source` reads (JSONL, Parquet, Arrow, a saved
-Hugging Face dataset folder), through that same reader with ``question`` as
+Hugging Face dataset folder, an ``hf:`` dataset with its config and split,
+streamed), through that same reader with ``question`` as
 the one required column, so errors name the line or row; ids and answers
 may be numbers. The gold answer is ``reference`` or, failing that,
 ``answer`` (GSM8K's raw solutions end in ``#### N``), normalised by the
@@ -22,7 +23,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curator.errors import CuratorError
-from curator.io import Source
+from curator.hf import DatasetSource, dataset_input
+from curator.io import Source, row_name, row_place
 from curator.task import Task
 
 REFERENCE_COLUMNS = ("reference", "answer")
@@ -43,8 +45,8 @@ def question_id(text: str) -> str:
 class QuestionFile:
     """A question file, read batch by batch."""
 
-    def __init__(self, path: str | Path, task: Task) -> None:
-        self.source = Source.open(path, required=("question",))
+    def __init__(self, path: str | Path, task: Task, *, config: str | None = None, split: str | None = None) -> None:
+        self.source = Source.open(dataset_input(path, config, split), required=("question",))
         self.task = task
         first = next(self.source.checked_batches(), None)
         self.columns: list[str] = [] if first is None else first.schema.names
@@ -55,9 +57,11 @@ class QuestionFile:
         return self.reference_column is not None
 
     def count(self) -> int:
-        """How many questions (reads a JSONL or Arrow file once; Parquet from its footer)."""
+        """How many questions (reads a JSONL or Arrow file once; Parquet from its footer, a dataset from its card)."""
         if self.source.format == "parquet":
             return pq.ParquetFile(self.source.path).metadata.num_rows
+        if isinstance(self.source, DatasetSource) and (known := self.source.num_rows()) is not None:
+            return known
         return sum(batch.num_rows for batch in self.source.iter_batches())
 
     def __iter__(self) -> Iterator[Question]:
@@ -71,13 +75,13 @@ class QuestionFile:
             for i, (qid, text) in enumerate(zip(ids, questions.to_pylist())):
                 row += 1
                 if not text or not text.strip():
-                    raise CuratorError(f"{path}: row {row}: column 'question' is empty")
+                    raise CuratorError(f"{row_place(path, row)}: column 'question' is empty")
                 if qid is None:
                     qid = question_id(text)
                     seen[qid] = seen.get(qid, 0) + 1
                     qid = qid if seen[qid] == 1 else f"{qid}-{seen[qid]}"
                 elif qid in seen:
-                    raise CuratorError(f"{path}: row {row}: id '{qid}' already used on row {seen[qid]}")
+                    raise CuratorError(f"{row_place(path, row)}: id '{qid}' already used on {row_name(path, seen[qid])}")
                 else:
                     seen[qid] = row
                 yield Question(qid, text, None if references is None else references[i])
@@ -97,5 +101,5 @@ def _ids(batch: pa.RecordBatch, path: Path, first_row: int) -> list[str | None]:
         return [None] * batch.num_rows
     if column.null_count:
         row = first_row + 1 + int(pc.index(pc.is_null(column), True).as_py())
-        raise CuratorError(f"{path}: row {row}: column 'id' is null")
+        raise CuratorError(f"{row_place(path, row)}: column 'id' is null")
     return column.to_pylist()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from curator.errors import CuratorError
@@ -69,3 +70,32 @@ def check_bounds(config: Any, command: str) -> None:
             raise CuratorError(f"{command}: {spec.name} must be at most {meta['maximum']}, got {value}")
         if meta["above"] is not None and value <= meta["above"]:
             raise CuratorError(f"{command}: {spec.name} must be more than {meta['above']}, got {value}")
+
+
+def read_yaml(text: str, where: str, *, lines: bool = True) -> Any:
+    """YAML through the safe loader (tags such as ``!!python/`` are refused); an error names ``where`` and the line."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark and lines else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise CuratorError(f"{where}{line}: invalid YAML ({' '.join(str(problem).split())})") from None
+
+
+def read_yaml_file(path: Path, what: str) -> Any:
+    """A YAML file (a recipe, a training config), which must be UTF-8 text."""
+    if path.is_dir():
+        raise CuratorError(f"{path}: a folder, not a {what}")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CuratorError(f"{path}: no such {what}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise CuratorError(f"{path}:{line}: not UTF-8 text (byte {data[exc.start]:#04x})") from None
+    return read_yaml(text, str(path))

@@ -26,7 +26,6 @@ annotations ``<<…>>`` removed, ``#### N`` rewritten ``The answer is N.``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,19 +50,11 @@ from curator import (
     seeded_keys,
     select_option,
 )
+from curator.dataset_shapes import gsm8k_rationale
 from curator.filter import CutRule
 from curator.formats import natural_texts
 from curator.io import Source
 from curator.lm.options import ModelOptions
-
-_CALCULATOR = re.compile(r"<<[^<>]*>>")
-_FINAL = re.compile(r"####\s*(.+?)\s*$", re.DOTALL)
-
-
-def gsm8k_rationale(answer: str) -> str:
-    """A GSM8K reference solution as a rationale in the few-shot format."""
-    text = _CALCULATOR.sub("", answer)
-    return _FINAL.sub(lambda m: f"The answer is {m.group(1).replace(',', '')}.", text).strip()
 
 
 def ds_weights(losses: np.ndarray, valid_loss: float, clip_max: float, inverse_cap: float) -> np.ndarray:

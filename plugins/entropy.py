@@ -67,7 +67,7 @@ from curator import (
     select_option,
 )
 from curator.filter import question_hashes
-from curator.groups import AnswerDistribution, group_index
+from curator.groups import AnswerDistribution, group_index, warn_repeated_samples
 
 MOT_MARKER = "The answer is "
 RULES: dict[str, dict[str, Any]] = {
@@ -125,6 +125,7 @@ class Entropy(Filter):
         if self.require_marker:
             marked = pc.match_substring(batch.column("rationale"), self.require_marker)
             answers = pc.if_else(marked, answers, pa.scalar(None, answers.type))
+        warn_repeated_samples(batch)
         votes = AnswerDistribution.of(batch.column("id"), answers)
         entropy = votes.entropy()
         if self.normalize:

@@ -33,7 +33,7 @@ from curator import (
     hookimpl,
     select_option,
 )
-from curator.groups import AnswerDistribution
+from curator.groups import AnswerDistribution, warn_repeated_samples
 
 TIE_RULE = "first in group: among answers with the top vote, the one that appears first"
 
@@ -61,6 +61,7 @@ class MajorityVote(Filter):
             _refuse_non_finite(batch, logprob)
             tokens = pc.fill_null(batch.column("n_tokens"), 1).to_numpy().clip(min=1)
             weights = np.exp(logprob / tokens)
+        warn_repeated_samples(batch)
         votes = AnswerDistribution.of(batch.column("id"), batch.column("answer"), weights)
         code, mass = votes.majority()
         with np.errstate(invalid="ignore", divide="ignore"):

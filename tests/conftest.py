@@ -40,3 +40,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+OPT_IN = ("ecosystem",)
+"""Markers of suites that run only when ``-m`` names them (they install or start heavy peers)."""
+
+
+def pytest_collection_modifyitems(config, items):
+    chosen = config.getoption("-m") or ""
+    for item in items:
+        for marker in OPT_IN:
+            if marker in item.keywords and marker not in chosen:
+                item.add_marker(pytest.mark.skip(reason=f"opt-in: pytest -m {marker}"))

@@ -68,7 +68,7 @@ def test_sampled_votes_recount_from_the_candidates(server, tmp_path, strategy):
     pairs = _questions(data, 20)
     out = tmp_path / strategy
     _eval("--model", "stub", "--base-url", server.base_url, "--data", str(data), "--strategy", strategy,
-          "--n", "5", "--temperature", "1.0", "--output", str(out))  # fmt: skip
+          "--n", "5", "--temperature", "1.0", "--tie-rule", "first", "--output", str(out))  # fmt: skip
     rows = pq.read_table(out / "predictions.parquet").to_pylist()
     right = 0
     for (a, b), row in zip(pairs, rows, strict=True):

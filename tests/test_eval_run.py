@@ -82,6 +82,7 @@ def scripted(tmp_path):
 
 
 def _config(data, script, tmp_path, strategy, **extra):
+    extra.setdefault("tie_rule", "first")  # what _by_hand counts; the split rule has its own test
     return EvalConfig(
         model=str(script),
         data=str(data),
@@ -141,7 +142,8 @@ def test_strategies_disagree_where_the_script_says(tmp_path):
     assert _by_hand("self-consistency")[1] == "2"  # the tie rule
 
 
-@pytest.mark.parametrize(("strategy", "accuracy"), [("self-consistency", "0.2500"), ("weighted", "0.5000")])
+# Under the default split tie rule "two" (tied 2/5 both ways) scores 1/2: SC 0.5 of 4, weighted 1.5 of 4.
+@pytest.mark.parametrize(("strategy", "accuracy"), [("self-consistency", "0.1250"), ("weighted", "0.3750")])
 def test_failed_request_is_recorded_and_exits_1(scripted, tmp_path, monkeypatch, capsys, strategy, accuracy):
     data, script, registry = scripted
     broken = json.loads(script.read_text())
@@ -177,3 +179,20 @@ def test_failed_request_is_recorded_and_exits_1(scripted, tmp_path, monkeypatch,
 def test_bad_options_are_refused(options, message):
     with pytest.raises(CuratorError, match=message):
         EvalConfig(model="m", data="d", task="t", output="o", **options)
+
+
+def test_split_tie_rule_scores_one_over_the_ties(scripted, tmp_path):
+    """Dust into Gold's ASC.py: a tie between k answers scores 1/k when the reference is among them."""
+    data, script, registry = scripted
+    picked = set()
+    for seed in range(6):
+        config = _config(data, script, tmp_path / str(seed), "self-consistency", n=3, tie_rule="split", seed=seed)
+        result = run_eval(config, registry=registry)
+        rows = pq.read_table(result.predictions).to_pylist()
+        assert [r["credit"] for r in rows] == [0.0, 0.5, 0.0, 0.0]
+        assert [r["tied_answers"] for r in rows] == [1, 2, 1, 0]
+        assert rows[1]["correct"] == (rows[1]["prediction"] == "2")
+        picked.add(rows[1]["prediction"])
+        assert result.metrics["accuracy"] == 0.125 and result.metrics["correct"] == 0.5
+        assert result.metrics["tied_questions"] == 1 and result.metrics["tie_rule"].startswith("split")
+    assert picked == {"2", "5"}  # the written prediction is drawn among the tied answers, by the seed

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from curator.errors import CuratorError
@@ -48,8 +49,10 @@ def test_ties_go_to_the_first_sampled_answer_and_unparsable_never_votes():
 
 def test_presets_and_asc_weights():
     scores = np.array([0.9, 0.2, 0.3, 0.1])
-    assert PRESETS == {"sc": (1.0, 0.0), "score_sum": (0.0, 1.0), "asc": (1.0, 1.0)}
+    # The four vote types of the released ASC.py: flags 0, 3, 2 and 1.
+    assert PRESETS == {"sc": (1.0, 0.0), "score_sum": (0.0, 1.0), "asc": (1.0, 1.0), "asc2": (1.0, 2.0)}
     np.testing.assert_allclose(ranked_weights(scores, "asc"), 1 + scores)
+    np.testing.assert_allclose(ranked_weights(scores, "asc2"), 1 + 2 * scores)
     np.testing.assert_allclose(ranked_weights(scores, "score_sum"), scores)
     ids = pa.array([0, 0, 0, 0], pa.int64())
     answers = pa.array(["a", "b", "b", "b"], pa.string())
@@ -57,6 +60,43 @@ def test_presets_and_asc_weights():
     assert vote(ids, answers, ranked_weights(scores, "sc")).prediction.to_pylist() == ["b"]
     assert vote(ids, answers, ranked_weights(scores, "score_sum")).prediction.to_pylist() == ["a"]
     assert vote(ids, answers, ranked_weights(scores, "asc")).prediction.to_pylist() == ["b"]
+    # One "a" with score 0.9 against two "b" with 0: asc gives a 1.9, b 2.0; asc2 gives a 2.8, b 2.0.
+    two = pa.array(["a", "b", "b", "c"], pa.string())
+    assert vote(ids, two, ranked_weights(np.array([0.9, 0.0, 0.0, 0.1]), "asc2")).prediction.to_pylist() == ["a"]
+    assert vote(ids, two, ranked_weights(np.array([0.9, 0.0, 0.0, 0.1]), "asc")).prediction.to_pylist() == ["b"]
+
+
+def _released_asc_credit(answers, weights, reference):
+    """ASC.py's scoring of one question, transcribed: sum weights per answer, ties share the credit."""
+    ranked = sorted(_totals(answers, weights).items(), key=lambda kv: kv[1], reverse=True)
+    tied = {a for a, v in ranked if v == ranked[0][1]}
+    return 1 / len(tied) if reference in tied else 0.0
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_split_credit_matches_the_released_rule(seed):
+    from curator.evaluate.voting import credit
+
+    rng = np.random.default_rng(seed)
+    groups = [list(rng.choice(["1", "2", "3"], size=rng.integers(1, 7))) for _ in range(60)]
+    references = [str(rng.choice(["1", "2", "3"])) for _ in groups]
+    weights = [list(rng.choice([1.0, 2.0], size=len(g))) for g in groups]  # ties are frequent
+    ids = pa.array([g for g, answers in enumerate(groups) for _ in answers], pa.int64())
+    votes = vote(ids, pa.array([a for g in groups for a in g]), np.concatenate(weights), tie_rule="split", seed=seed)
+    earned = credit(votes, pa.array(references), lambda a, b: pc.equal(a, b))
+    expected = [_released_asc_credit(g, w, r) for g, w, r in zip(groups, weights, references, strict=True)]
+    np.testing.assert_allclose(earned, expected)
+    assert any(0 < e < 1 for e in expected)  # the sample really has ties to split
+    predictions = votes.prediction.to_pylist()
+    tops = [{a for a, v in _totals(g, w).items() if v == max(_totals(g, w).values())} for g, w in zip(groups, weights)]
+    assert all(p in top for p, top in zip(predictions, tops, strict=True))
+
+
+def _totals(answers, weights):
+    totals: dict = {}
+    for answer, weight in zip(answers, weights, strict=True):
+        totals[answer] = totals.get(answer, 0.0) + weight
+    return totals
 
 
 def test_sequence_probability_is_the_per_token_geometric_mean():

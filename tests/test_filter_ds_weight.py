@@ -40,7 +40,7 @@ def test_validation_set_from_rationales_or_gsm8k_answers(tmp_path):
     feather.write_feather(pa.table({"question": ["q"], "rationale": ["r"]}), tmp_path / "v.arrow")  # any input format
     assert read_validation_set(tmp_path / "v.arrow") == (["q"], ["r"])
     (tmp_path / "nulls.jsonl").write_text('{"question": "q", "rationale": "r"}\n{"question": null}\n')
-    with pytest.raises(CuratorError, match=r"nulls.jsonl: row 2: column 'question' is null"):
+    with pytest.raises(CuratorError, match=r"nulls.jsonl:2: column 'question' is null"):
         read_validation_set(tmp_path / "nulls.jsonl")
     (tmp_path / "bad.jsonl").write_text(json.dumps({"question": "q", "text": "t"}) + "\n")
     with pytest.raises(CuratorError, match="'rationale' or GSM8K 'answer'"):

@@ -91,3 +91,71 @@ def test_the_negative_side_must_be_named_once():
         NceKL.from_options({"model": "m", "negative_adapter": "a", "negative_model": "b"}, step="nce")
     with pytest.raises(CuratorError, match="'positive_adapter' needs 'negative_adapter'"):
         NceKL.from_options({"model": "m", "negative_model": "b", "positive_adapter": "a"}, step="nce")
+
+
+def released_beta(p_model, n_model, tokenizer, table) -> np.ndarray:
+    """The released distill_NCE.py's β, transcribed: question and solution tokenised apart, every position of
+    the loss mask (the last one too), tanh(mean_t Σ (N + 1e-7)(ln(N + 1e-7) − ln P))."""
+    out = []
+    for q, r in zip(table.column("question").to_pylist(), table.column("rationale").to_pylist(), strict=True):
+        ids = torch.tensor([tokenizer(f"Q: {q}\nA:")["input_ids"] + tokenizer(f" {r}")["input_ids"]])
+        with torch.no_grad():
+            log_p = p_model(ids).logits[0].log_softmax(-1)
+            n = n_model(ids).logits[0].softmax(-1) + 1e-7
+        kl = (n * (n.log() - log_p)).sum(-1)  # F.kl_div(log P, N + 1e-7), summed over the vocabulary
+        out.append(np.tanh(kl.mean().item()))
+    return np.array(out)
+
+
+def test_span_all_is_the_released_beta(models):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base, _, positive, negative = models
+    table = candidates()
+    options = dict(model=str(base), positive_adapter=str(positive), negative_adapter=str(negative))
+    result = run_filter("nce_kl", table, span="all", **options)
+    p = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), positive).eval()
+    n = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), negative).eval()
+    expected = released_beta(p, n, AutoTokenizer.from_pretrained(base), table)
+    np.testing.assert_allclose(result.column("nce_beta").to_numpy(), expected, rtol=1e-4)
+    rationale_only = run_filter("nce_kl", table, **options).column("nce_beta").to_numpy()
+    assert np.abs(rationale_only - expected).max() > 1e-3  # the two spans really differ
+    with pytest.raises(CuratorError, match="option 'span' must be one of completion, all"):
+        NceKL.from_options({"model": "m", "negative_adapter": "a", "span": "question"}, step="nce")
+
+
+def test_a_nat_folder_as_p_shares_its_base_with_its_own_negative_branch(models, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from curator.lm.loading import load_causal_lm
+    from curator.lm.nat import NatSpec, build_nat, select_modules
+    from curator.lm.peft_lora import read_lora
+
+    base, _, _, negative = models
+    model, weights = AutoModelForCausalLM.from_pretrained(base), read_lora(negative)
+    spec = NatSpec(select_modules(model, weights, "all-linear"), 4, 8.0, 0.0, weights.rank, weights.scaling, 16)
+    nat = build_nat(model, weights, spec, {"base_model_name_or_path": str(base)})
+    with torch.no_grad():
+        for p in nat.parameters():
+            if p.requires_grad:
+                p.normal_(0, 0.3, generator=torch.Generator().manual_seed(p.numel()))
+    nat.save_pretrained(tmp_path / "nat")
+    table = candidates()
+    result = run_filter(
+        "nce_kl", table, model=str(base), positive_adapter=str(tmp_path / "nat"), negative_adapter=str(negative)
+    )
+    p_model = load_causal_lm(str(base), adapter=str(tmp_path / "nat"), device="cpu").model
+    n_model = load_causal_lm(str(base), adapter=str(negative), device="cpu").model  # PEFT, merged: separately
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    expected = []
+    for q, r in zip(table.column("question").to_pylist(), table.column("rationale").to_pylist(), strict=True):
+        start = len(tokenizer(f"Q: {q}\nA:")["input_ids"])
+        ids = torch.tensor([tokenizer(f"Q: {q}\nA: {r}")["input_ids"]])
+        with torch.no_grad():
+            log_p, log_n = p_model(ids).logits[0].log_softmax(-1), n_model(ids).logits[0].log_softmax(-1)
+        expected.append(np.tanh((log_n.exp() * (log_n - log_p)).sum(-1)[start - 1 : -1].mean().item()))
+    np.testing.assert_allclose(result.column("nce_beta").to_numpy(), expected, rtol=1e-4)
+    assert (np.array(expected) > 0).all()

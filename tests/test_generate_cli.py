@@ -56,7 +56,7 @@ def test_zero_shot_diverse_reasoning_end_to_end(stub, tmp_path, monkeypatch, cap
 
     table = pq.read_table(out / "candidates.parquet")
     assert table.schema.names == ["id", "question", "rationale", "answer", "reference", "sample", "model",
-                                  "logprob", "n_tokens", "answer_text"]
+                                  "logprob", "n_tokens", "finish_reason", "answer_text"]
     assert table.schema.field("sample").type == pa.int32() and table.schema.field("logprob").type == pa.float64()
     rows = table.to_pylist()
     assert [r["sample"] for r in rows] == [0, 1, 2] * 6
@@ -72,8 +72,10 @@ def test_zero_shot_diverse_reasoning_end_to_end(stub, tmp_path, monkeypatch, cap
     assert sum(r["answer"] == r["reference"] for r in rows) >= 9  # the stub errs by one now and then
 
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["counts"] == {"questions": 6, "done_before": 0, "generated": 6, "failed": 0, "rows": 18,
-                                  "answers_parsed": 18, "with_reference": True}
+    assert manifest["counts"] == {"questions": 6, "done_before": 0, "changed": 0, "generated": 6, "failed": 0,
+                                  "rows": 18, "answers_parsed": 18, "with_reference": True, "truncated": 0,
+                                  "shortened_by_context": 0}
+    assert manifest["warnings"] == []
     usage = manifest["usage"]
     assert usage["requests"] == 6 + len({(r["id"], r["rationale"]) for r in rows})
     assert usage["cost_usd"] == pytest.approx(usage["prompt_tokens"] * 1e-6 + usage["completion_tokens"] * 2e-6)
@@ -87,20 +89,21 @@ def test_zero_shot_diverse_reasoning_end_to_end(stub, tmp_path, monkeypatch, cap
 def test_few_shot_chat_requests_are_cut_at_the_next_question(stub, tmp_path):
     server = stub(honour_stop=False)
     out = tmp_path / "out"
-    args = _args(_questions(tmp_path / "q.jsonl", 2), out, server, "--prompt", "few-shot-cot", "--chat", "--n", "2")
+    args = _args(_questions(tmp_path / "q.jsonl", 2), out, server, "--prompt", "few-shot-cot", "--chat")
     assert _run(args) == 0
     table = pq.read_table(out / "candidates.parquet")
     assert "answer_text" not in table.column_names
-    assert table["rationale"].to_pylist() == [" We add the numbers: 0 + 3 = 3. The answer is 3.\n"] * 2 + [
-        " We add the numbers: 1 + 4 = 5. The answer is 5.\n"] * 2
-    assert table["answer"].to_pylist() == ["3", "3", "5", "5"]
+    assert table["rationale"].to_pylist() == [" We add the numbers: 0 + 3 = 3. The answer is 3.\n",
+                                              " We add the numbers: 1 + 4 = 5. The answer is 5.\n"]
+    assert table["answer"].to_pylist() == ["3", "5"]
+    assert table["finish_reason"].to_pylist() == ["stop", "stop"]  # cut here at the next question
 
 
 def test_failures_are_recorded_then_retried_alone_by_the_same_command(stub, tmp_path, capsys):
     questions = _questions(tmp_path / "q.jsonl", 5, poison=2)
     out = tmp_path / "out"
     failing = stub(poison="POISON")
-    assert _run(_args(questions, out, failing, "--prompt", "few-shot-cot", "--n", "2")) == 1
+    assert _run(_args(questions, out, failing, "--prompt", "few-shot-cot", "--n", "2", "--temperature", "0.5")) == 1
     assert "1 questions failed after retries" in capsys.readouterr().err
     [failure] = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
     poisoned = pq.read_table(out / "candidates.parquet")
@@ -109,7 +112,7 @@ def test_failures_are_recorded_then_retried_alone_by_the_same_command(stub, tmp_
     assert json.loads((out / "manifest.json").read_text())["counts"]["failed"] == 1
 
     healthy = stub()
-    assert _run(_args(questions, out, healthy, "--prompt", "few-shot-cot", "--n", "2")) == 0
+    assert _run(_args(questions, out, healthy, "--prompt", "few-shot-cot", "--n", "2", "--temperature", "0.5")) == 0
     assert healthy.stats()["requests"] == 1  # just the question that failed
     table = pq.read_table(out / "candidates.parquet")
     assert table.num_rows == 10 and table.slice(4, 2)["id"].to_pylist() == [failure["id"]] * 2
@@ -148,12 +151,13 @@ def test_resume_after_kill_9_equals_an_uninterrupted_run(stub, tmp_path):
 def test_a_folder_holding_other_settings_is_refused(stub, tmp_path, capsys):
     server = stub()
     questions = _questions(tmp_path / "q.jsonl", 2)
-    assert _run(_args(questions, tmp_path / "out", server, "--n", "2")) == 0
-    assert _run(_args(questions, tmp_path / "out", server, "--n", "4")) == 2
+    sampled = ("--temperature", "0.5")
+    assert _run(_args(questions, tmp_path / "out", server, "--n", "2", *sampled)) == 0
+    assert _run(_args(questions, tmp_path / "out", server, "--n", "4", *sampled)) == 2
     assert "holds a run with other settings (n: 2 then, 4 now)" in capsys.readouterr().err
     # the same command again is a no-op that rewrites the same output
     before = pq.read_table(tmp_path / "out" / "candidates.parquet")
-    assert _run(_args(questions, tmp_path / "out", server, "--n", "2")) == 0
+    assert _run(_args(questions, tmp_path / "out", server, "--n", "2", *sampled)) == 0
     assert pq.read_table(tmp_path / "out" / "candidates.parquet").equals(before)
 
 

@@ -131,3 +131,61 @@ def test_openai_itself_needs_a_key(monkeypatch):
     backend = openai_backend.OpenAIBackend(BackendOptions(model="gpt", api_key_env="NO_SUCH_KEY_VAR"))
     with pytest.raises(CuratorError, match=r"needs an API key in \$NO_SUCH_KEY_VAR"):
         asyncio.run(backend.open())
+
+
+def test_greedy_samples_are_asked_for_once_and_repeated(stub):
+    server = stub()
+    [result] = _complete(server, [_request(n=3, temperature=0.0)])
+    assert server.stats()["requests"] == 1
+    assert len(result.completions) == 3 and len({c.text for c in result.completions}) == 1
+    # the server was asked for one sample (vLLM refuses n > 1 when greedy)
+    [single] = _complete(stub(), [_request(n=1, temperature=0.0)])
+    assert result.completions == single.completions * 3
+
+
+def test_an_adapter_folder_is_refused_with_how_to_serve_it(stub):
+    backend = openai_backend.OpenAIBackend(BackendOptions(model="m", base_url=stub().base_url,
+                                                          extra={"adapter": "out/adapter"}))
+    with pytest.raises(CuratorError, match=r"serve it \(vLLM: --enable-lora --lora-modules NAME=DIR\)"):
+        asyncio.run(backend.open())
+
+
+def test_requests_go_through_the_openai_client_with_its_headers(stub, monkeypatch):
+    """The aiohttp carrier sends what the openai client built: its auth header, its retries, its errors."""
+    server = stub(api_key="k-123", faults=("429",))
+    monkeypatch.setenv("CURATOR_TEST_KEY", "k-123")
+    [result] = _complete(server, [_request()], api_key_env="CURATOR_TEST_KEY")
+    assert result.ok and server.stats()["statuses"] == {"429": 1, "200": 1}
+
+
+@pytest.mark.parametrize("fault", ["429", "drop", "slow"])
+def test_without_aiohttp_the_openai_clients_own_pool_does_the_same(stub, monkeypatch, fault):
+    def no_aiohttp(*args, **kwargs):
+        raise ImportError("aiohttp")
+
+    monkeypatch.setattr(openai_backend, "aiohttp_client", no_aiohttp)
+    server = stub(faults=(fault,), slow_seconds=5.0)
+    [result] = _complete(server, [_request(n=2, temperature=0.5, seed=3)], timeout=0.5)
+    [clean] = _complete(stub(), [_request(n=2, temperature=0.5, seed=3)])
+    assert result.ok and result.completions == clean.completions
+
+
+def test_plain_requests_take_the_aiohttp_path(stub):
+    """Completion requests are carried by aiohttp, not httpx's pool (a silent fallback would cost 2x the CPU)."""
+    server = stub()
+    backend = openai_backend.OpenAIBackend(BackendOptions(model="stub", base_url=server.base_url))
+    carried = []
+
+    async def run() -> Result:
+        async with backend:
+            http = backend._client._client
+            send = http.send
+
+            async def spy(request, **kwargs):
+                carried.append("curator.aiohttp" in request.extensions)
+                return await send(request, **kwargs)
+
+            http.send = spy
+            return await backend.complete(_request(n=2, temperature=0.5))
+
+    assert asyncio.run(run()).ok and carried == [True]

@@ -106,13 +106,13 @@ def test_parquet_and_dataset_folder_inputs_with_integer_ids(tmp_path):
     ("lines", "message"),
     [
         ('{"question": "A?"}\n{"question": "B?"\n', r"q.jsonl:2: invalid JSON"),
-        ('{"id": "a", "question": "A?"}\n{"id": "a", "question": "B?"}\n', r"row 2: id 'a' already used on row 1"),
-        ('{"id": "a", "question": "A?"}\n{"id": "b", "question": "  "}\n', r"row 2: column 'question' is empty"),
+        ('{"id": "a", "question": "A?"}\n{"id": "a", "question": "B?"}\n', r"q.jsonl:2: id 'a' already used on line 1"),
+        ('{"id": "a", "question": "A?"}\n{"id": "b", "question": "  "}\n', r"q.jsonl:2: column 'question' is empty"),
         ('{"prompt": "A?"}\n', r"q.jsonl: missing required column 'question' \(has: prompt\)"),
         ('{"question": "A?", "id": ["x"]}\n', r"q.jsonl: column 'id' must be a string, got list"),
         ('{"question": "A?", "id": "a"}\n{"question": "B?", "id": 7}\n', r"q.jsonl:2: column 'id' is float here but str"),
         ('{"question": "A?"}\n{"question": 3}\n', r"q.jsonl:2: column 'question' must be a string, got int"),
-        ('{"question": "A?"}\n{"question": null}\n', r"q.jsonl: row 2: column 'question' is null"),
+        ('{"question": "A?"}\n{"question": null}\n', r"q.jsonl:2: column 'question' is null"),
     ],
 )
 def test_bad_question_files_name_the_row(tmp_path, lines, message):

@@ -68,10 +68,10 @@ GOOD = {"id": "a", "question": "q", "rationale": "r 1"}
         ([json.dumps(GOOD), json.dumps({**GOOD, "id": "b", "question": 5})],
          r"c\.jsonl:2: column 'question' must be a string, got int"),
         ([json.dumps({"id": "a", "question": "q"})], r"c\.jsonl: missing required column 'rationale'"),
-        ([json.dumps(GOOD), json.dumps({**GOOD, "id": None})], r"c\.jsonl: row 2: column 'id' is null"),
-        ([json.dumps(GOOD), json.dumps({**GOOD, "question": None})], r"c\.jsonl: row 2: column 'question' is null"),
+        ([json.dumps(GOOD), json.dumps({**GOOD, "id": None})], r"c\.jsonl:2: column 'id' is null"),
+        ([json.dumps(GOOD), json.dumps({**GOOD, "question": None})], r"c\.jsonl:2: column 'question' is null"),
         ([json.dumps(GOOD), json.dumps({**GOOD, "id": "b"}), json.dumps(GOOD)],
-         r"c\.jsonl: id 'a' is not contiguous \(rows 1 and 3"),
+         r"c\.jsonl: id 'a' is not contiguous \(line 1 and line 3"),
     ],
 )
 def test_bad_input_is_one_clear_error(tmp_path, lines, message):

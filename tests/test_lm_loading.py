@@ -110,7 +110,8 @@ def test_hub_names_go_to_from_pretrained_untouched_and_remote_code_stays_off(mon
     with pytest.raises(RuntimeError, match="offline"):
         loading.load_causal_lm(name, device="cpu")
     assert calls == [
-        ("Qwen/Qwen2.5-1.5B", {"dtype": torch.float32, "device_map": "cpu", "trust_remote_code": False, "revision": None})
+        ("Qwen/Qwen2.5-1.5B", {"dtype": torch.float32, "device_map": "cpu", "trust_remote_code": False, "revision": None,
+                               "use_safetensors": True})
     ]
 
 

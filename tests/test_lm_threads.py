@@ -76,8 +76,10 @@ def test_loading_a_model_on_the_cpu_chooses_and_the_build_manifest_says_so(fresh
     from curator.build.local import LocalExecutor
     from curator.lm.loading import load_causal_lm
 
-    assert "torch_threads" not in LocalExecutor().describe()
+    executor = LocalExecutor()
+    assert "torch_threads" not in executor.describe()
     monkeypatch.setattr(threads, "cpu_allowance", lambda: (1.0, "cgroup quota"))
-    load_causal_lm(str(tiny_llama), device="cpu")
+    executor.models.get(("tiny",), lambda: load_causal_lm(str(tiny_llama), device="cpu"))
     assert fresh_choice.get_num_threads() == 1
-    assert LocalExecutor().describe()["torch_threads"] == {"threads": 1, "from": "cgroup quota (1 CPU)", "cpus": 1.0}
+    assert executor.describe()["torch_threads"] == {"threads": 1, "from": "cgroup quota (1 CPU)", "cpus": 1.0}
+    assert "torch_threads" not in LocalExecutor().describe()  # a later build in this process that loads no model

@@ -176,3 +176,82 @@ def test_ranked_eval_votes_with_the_rankers_scores(trained_ranker, tmp_path):
         assert predictions["prediction"] == expected, (preset, totals)
         np.testing.assert_allclose(predictions["candidate_ranker_score"], scores, atol=1e-5)
         assert result.metrics["coefficients"] == {"c0": c0, "c1": c1}
+
+
+@pytest.fixture
+def build_folder(tmp_path):
+    """A finished correctness build of 24 candidates (half right) in tmp_path/out."""
+    from curator.cli import main
+    from curator.testing import make_candidates
+
+    answers = [[str(q), str(q + 1)] * 2 for q in range(6)]
+    table = make_candidates(answers, references=[str(q) for q in range(6)])
+    pq.write_table(table, tmp_path / "candidates.parquet")
+    (tmp_path / "recipe.yaml").write_text(
+        "input: candidates.parquet\ntask: gsm8k\nfilters:\n  - correctness: {}\noutput: out/\nrejected_by_step: true\n"
+    )
+    main(["build", str(tmp_path / "recipe.yaml"), "--no-progress"])
+    return tmp_path / "out"
+
+
+def test_ranker_data_from_a_build_folder_or_several_files(tiny_llama, build_folder, tmp_path, capsys):
+    """--data DIR reads curated and rejected rows; --data twice reads both files; one file alone is refused."""
+    from curator.cli import main
+
+    common = ["train", "--objective", "ranker", "--model", str(tiny_llama), "--max-steps", "1", "--no-progress"]
+    main([*common, "--data", str(build_folder), "--output", str(tmp_path / "folder")])
+    curated, rejected = str(build_folder / "curated.parquet"), str(build_folder / "rejected.parquet")
+    main([*common, "--data", curated, "--data", rejected, "--output", str(tmp_path / "files")])
+    folder = json.loads((tmp_path / "folder" / "manifest.json").read_text())["data"]
+    files = json.loads((tmp_path / "files" / "manifest.json").read_text())["data"]
+    assert folder["files"] == files["files"] == [curated, rejected]
+    assert folder["samples"] == files["samples"] == 24 and folder["fingerprint"] == files["fingerprint"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main([*common, "--data", curated, "--output", str(tmp_path / "one")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "every labelled row is correct" in err and "build folder" in err
+
+    # A language-model objective reads a build folder's curated rows only.
+    main(["train", "--model", str(tiny_llama), "--max-steps", "1", "--no-progress", "--data", str(build_folder),
+          "--output", str(tmp_path / "sft")])  # fmt: skip
+    sft = json.loads((tmp_path / "sft" / "manifest.json").read_text())["data"]
+    assert sft["files"] == [curated] and sft["samples"] == 12
+
+
+def test_help_says_what_the_ranker_needs():
+    from click.testing import CliRunner
+
+    from curator.cli import cli
+
+    text = " ".join(CliRunner().invoke(cli, ["train", "--help"]).output.split())
+    assert "repeatable" in text and "rejected.parquet" in text and "'correct' label" in text
+
+
+def test_long_candidates_get_their_questions_mean_score():
+    from curator.evaluate.ranker import fill_unscored
+
+    scores = np.array([0.2, np.nan, 0.6, np.nan, np.nan, 0.9])
+    question = np.array([0, 0, 0, 1, 1, 2])
+    # Question 0: the mean of 0.2 and 0.6; question 1 has no scored candidate: 1, as ASC.py sets it.
+    np.testing.assert_allclose(fill_unscored(scores, question), [0.2, 0.4, 0.6, 1.0, 1.0, 0.9])
+
+
+def test_ranked_eval_leaves_over_long_candidates_unscored(trained_ranker, tmp_path):
+    from test_eval_run import Plugin
+
+    from curator.evaluate.run import EvalConfig, run_eval
+    from curator.plugins import registry_for
+
+    folder, _ = trained_ranker
+    question = "Tom has 3 apples and buys 4 more. How many?"
+    texts = ["Tom has 3 + 4 = 7. The answer is 7.", "I do not know. 5", "long " * 300 + "so 5"]
+    (tmp_path / "test.jsonl").write_text(json.dumps({"question": question, "reference": "7"}) + "\n")
+    (tmp_path / "script.json").write_text(json.dumps({f"Q: {question}\nA:": [[t, -1.0, 3] for t in texts]}))
+    config = EvalConfig(model=str(tmp_path / "script.json"), data=str(tmp_path / "test.jsonl"), task="last_number",
+                        strategy="ranked", n=3, ranker=str(folder), ranker_max_length=64, backend="scripted",
+                        output=str(tmp_path / "out"), progress=False)  # fmt: skip
+    result = run_eval(config, registry=registry_for([Plugin()]))
+    scores = pq.read_table(result.predictions).to_pylist()[0]["candidate_ranker_score"]
+    assert result.metrics["ranker_unscored"] == 1
+    assert scores[2] == pytest.approx((scores[0] + scores[1]) / 2)

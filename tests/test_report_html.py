@@ -3,7 +3,8 @@
 Two runs of a fresh browser profile: one takes a screenshot of the report as
 written; the other loads a copy with a probe script appended that, after the
 window's ``load`` event (which waits for images), writes how many images
-decoded into the DOM, which ``--dump-dom`` prints.
+decoded into the DOM, which ``--dump-dom`` prints. A rationale holding markup
+is shown as text, never run: the probe also says whether its element exists.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ window.addEventListener("load", () => {
   const decoded = images.filter((img) => img.complete && img.naturalWidth > 0).length;
   const marker = document.createElement("pre");
   marker.id = "image-probe";
-  marker.textContent = `images decoded ${decoded} of ${images.length}`;
+  const injected = document.getElementById("injected") !== null;
+  const shown = document.body.textContent.includes("<script>document.write");
+  marker.textContent = `images decoded ${decoded} of ${images.length}; injected ${injected}; shown ${shown}`;
   document.body.appendChild(marker);
 });
 </script>"""
@@ -57,7 +60,14 @@ def _run(browser: str, profile, *args: str) -> subprocess.CompletedProcess:
 
 def test_report_html_renders_with_every_image(tmp_path):
     browser = _browser()
-    files = write_report(three_recipes(synthetic_rows()), tmp_path / "report", task=ExactTask())
+    rows = synthetic_rows()
+    rows[0]["rationale"] = "<script>document.write('<p id=injected>')</script> 2 + 2 = 4"
+    for row in rows:  # every score of the first question at its best, so its rationale is among the examples
+        if row["id"] == rows[0]["id"]:
+            row.update(ds=0.5, beta=1.5, answer=row["reference"], vote_answer=row["reference"], vote_share=1.0,
+                       entropy=0.0)  # fmt: skip
+    files = write_report(three_recipes(rows), tmp_path / "report", task=ExactTask())
+    assert "<script>document.write" not in files.html.read_text()
     expected = len(files.figures)
     assert expected >= 6
 
@@ -75,6 +85,7 @@ def test_report_html_renders_with_every_image(tmp_path):
     result = _run(
         browser, tmp_path / "profile-dom", "--virtual-time-budget=10000", "--dump-dom", probed.as_uri()
     )
-    match = re.search(r"images decoded (\d+) of (\d+)", result.stdout)
+    match = re.search(r"images decoded (\d+) of (\d+); injected (\w+); shown (\w+)", result.stdout)
     assert match, f"probe did not run: {result.stderr[-2000:]}"
     assert (int(match[1]), int(match[2])) == (expected, expected)
+    assert (match[3], match[4]) == ("false", "true")

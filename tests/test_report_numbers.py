@@ -18,7 +18,8 @@ import pyarrow.compute as pc
 import pytest
 
 from curator.report import RecipeOutcome, write_report
-from curator.report.analysis import compare_outcomes, sweep
+from curator.report.analysis import precision_recall, sweep
+from curator.report.outcomes import compare_outcomes
 from curator.task import Task
 
 
@@ -107,6 +108,7 @@ def three_recipes(rows: list[dict]) -> list[RecipeOutcome]:
         "step": "majority_vote",
         "filter": "majority_vote",
         "columns": ["vote_answer", "vote_share"],
+        "meaning": {"vote_answer": "categorical", "vote_share": "higher"},
         "rows_in": n,
         "rows_kept": sum(agree),
     }
@@ -132,6 +134,7 @@ def three_recipes(rows: list[dict]) -> list[RecipeOutcome]:
                 "step": "ds_weight",
                 "filter": "ds_weight",
                 "columns": ["ds_loss", "ds_weight"],
+                "meaning": {"ds_loss": None, "ds_weight": "lower"},
                 "rows_in": sum(agree),
                 "rows_kept": sum(ds_keep),
             },
@@ -158,6 +161,7 @@ def three_recipes(rows: list[dict]) -> list[RecipeOutcome]:
                 "step": "ent",
                 "filter": "entropy",
                 "columns": ["answer_entropy_ent"],
+                "meaning": {"answer_entropy_ent": "lower"},
                 "rows_in": n,
                 "rows_kept": sum(low),
             },
@@ -165,6 +169,7 @@ def three_recipes(rows: list[dict]) -> list[RecipeOutcome]:
                 "step": "nce_kl",
                 "filter": "nce_kl",
                 "columns": ["nce_beta"],
+                "meaning": {"nce_beta": "higher"},
                 "rows_in": sum(low),
                 "rows_kept": sum(low),
             },
@@ -195,29 +200,45 @@ def report(tmp_path_factory):
     return rows, outcomes, files
 
 
-def _md_table(markdown: str, first_header: str) -> dict[str, list[str]]:
+def md_rows(markdown: str, first_header: str) -> list[list[str]]:
+    """The body rows of the Markdown table whose header starts with ``first_header``."""
     lines = markdown.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
-    table = {}
+    rows = []
     for line in lines[start + 2 :]:
         if not line.startswith("|"):
             break
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        table[cells[0]] = cells[1:]
-    return table
+        rows.append([c.strip() for c in line.strip("|").split(" | ")])
+    return rows
+
+
+def md_table(markdown: str, first_header: str) -> dict[str, list[str]]:
+    """The same table by first cell."""
+    return {cells[0]: cells[1:] for cells in md_rows(markdown, first_header)}
+
+
+def md_header(markdown: str, first_header: str) -> list[str]:
+    line = next(x for x in markdown.splitlines() if x.startswith(f"| {first_header} |"))
+    return [c.strip() for c in line.strip("|").split(" | ")]
+
+
+def _kept_keys(outcome: RecipeOutcome) -> set[tuple]:
+    return {(r["id"], r["sample"]) for r in outcome.curated.select(["id", "sample"]).to_pylist()}
 
 
 def test_summary_table_matches_recount(report):
     rows, outcomes, files = report
-    kept_by_recipe = {
-        o.name: {(r["id"], r["sample"]) for r in o.curated.select(["id", "sample"]).to_pylist()}
-        for o in outcomes
-    }
     weights = {o.name: o.curated["weight"].to_pylist() for o in outcomes}
     all_correct = sum(_correct(r) for r in rows)
-    table = _md_table(files.markdown.read_text(), "recipe")
-    stored = {r["name"]: r for r in json.loads(files.json.read_text())["recipes"]}
-    for name, kept in kept_by_recipe.items():
+    markdown = files.markdown.read_text()
+    table = md_table(markdown, "recipe")
+    assert md_header(markdown, "recipe")[4] == "mean weight"  # the NCE step sets weights
+    stored = json.loads(files.json.read_text())
+    recipes = {r["name"]: r for r in stored["recipes"]}
+    kept_sets = {o.name: _kept_keys(o) for o in outcomes}
+    kept_sets["no filter"] = {(r["id"], r["sample"]) for r in rows}
+    weights["no filter"] = [1.0] * len(rows)
+    for name, kept in kept_sets.items():
         kept_rows = [r for r in rows if (r["id"], r["sample"]) in kept]
         right = sum(_correct(r) for r in kept_rows)
         expected = {
@@ -228,10 +249,10 @@ def test_summary_table_matches_recount(report):
             "precision": right / len(kept_rows),
             "recall": right / all_correct,
         }
+        entry = stored["no_filter"] if name == "no filter" else recipes[name]
         for key, value in expected.items():
-            assert stored[name][key] == pytest.approx(value, rel=1e-6), (name, key)
-        cells = table[name]
-        assert cells[:6] == [
+            assert entry[key] == pytest.approx(value, rel=1e-6), (name, key)
+        assert table[name][:6] == [
             str(expected["rows_kept"]),
             str(expected["questions_kept"]),
             f"{expected['share_kept']:.3f}",
@@ -239,81 +260,173 @@ def test_summary_table_matches_recount(report):
             f"{expected['precision']:.3f}",
             f"{expected['recall']:.3f}",
         ]
+    assert list(table)[0] == "no filter" and table["no filter"][5] == "1.000"
     assert table["vote"][6] == "0.250 [0.100, 0.400]"
     assert table["ent"][6] == "—"
-    assert stored["vote"]["rows_in"] == len(rows) and stored["vote"]["questions_in"] == 30
-    steps = _md_table(files.markdown.read_text(), "recipe | steps (filter: rows kept / rows in)")
+    assert recipes["vote"]["rows_in"] == len(rows) and recipes["vote"]["questions_in"] == 30
+    steps = md_table(markdown, "recipe | steps (filter: rows kept / rows in)")
     assert steps["vote_ds"] == [
-        f"majority_vote: {len(kept_by_recipe['vote'])}/{len(rows)} → ds_weight: {len(kept_by_recipe['vote_ds'])}/{len(kept_by_recipe['vote'])}"
+        f"majority_vote: {len(kept_sets['vote'])}/{len(rows)} → ds_weight: {len(kept_sets['vote_ds'])}/{len(kept_sets['vote'])}"
     ]
+
+
+def test_mean_weight_is_shown_only_when_a_step_sets_weights(tmp_path):
+    files = write_report(three_recipes(synthetic_rows())[:2], tmp_path, task=ExactTask())
+    markdown = files.markdown.read_text()
+    assert md_header(markdown, "recipe") == ["recipe", "rows kept", "questions kept", "share of input", "precision",
+                                             "recall"]  # fmt: skip
+    assert "No step sets weights" in markdown
 
 
 def test_jaccard_matches_sets(report):
     rows, outcomes, files = report
-    sets = {
-        o.name: {(r["id"], r["sample"]) for r in o.curated.select(["id", "sample"]).to_pylist()}
-        for o in outcomes
-    }
+    sets = {o.name: _kept_keys(o) for o in outcomes}
     stored = json.loads(files.json.read_text())["jaccard"]
     for i, a in enumerate(stored["recipes"]):
         for j, b in enumerate(stored["recipes"]):
             expected = len(sets[a] & sets[b]) / len(sets[a] | sets[b])
             assert stored["matrix"][i][j] == pytest.approx(expected)
-    table = _md_table(files.markdown.read_text(), "recipe | vote")
+    table = md_table(files.markdown.read_text(), "recipe | vote")
     assert (
         table["vote"][1] == f"{len(sets['vote'] & sets['vote_ds']) / len(sets['vote'] | sets['vote_ds']):.3f}"
     )
 
 
-def test_score_sources_merge_shared_steps_and_strip_step_suffix(report):
-    rows, outcomes, _ = report
+def test_score_sources_follow_the_manifests_meanings(report):
+    rows, outcomes, files = report
     comparison = compare_outcomes(outcomes, ExactTask())
-    labels = {(s.column, tuple(s.recipes)) for s in comparison.sources}
-    assert labels == {
-        ("vote_share", ("vote", "vote_ds")),
-        ("ds_weight", ("vote_ds",)),
-        ("answer_entropy", ("ent",)),
-        ("nce_beta", ("ent",)),
+    found = {(s.column, s.meaning, tuple(s.recipes)) for s in comparison.sources}
+    assert found == {
+        ("vote_share", "higher", ("vote", "vote_ds")),
+        ("ds_loss", None, ("vote_ds",)),
+        ("ds_weight", "lower", ("vote_ds",)),
+        ("answer_entropy", "lower", ("ent",)),  # the step named 'ent' suffixes its column; the label strips it
+        ("nce_beta", "higher", ("ent",)),
     }
+    assert comparison.unplotted == [("vote_answer", "majority_vote", "categorical")]
+    ds_loss = next(s for s in comparison.sources if s.column == "ds_loss")
+    assert sweep(ds_loss, comparison.correct, comparison.labelled) is None  # undeclared: distribution only
+    assert "Not plotted, having no order: vote_answer (step majority_vote): categorical." in files.markdown.read_text()
 
 
-def test_sweep_reproduces_percentile_selection(report):
-    rows, outcomes, _ = report
+def test_a_manifest_that_declares_nothing_gets_distributions_only(tmp_path):
+    outcomes = three_recipes(synthetic_rows())
+    for outcome in outcomes:
+        for step in outcome.manifest["steps"]:
+            step.pop("meaning", None)  # (the vote step is shared by two recipes)
+    files = write_report(outcomes, tmp_path, task=ExactTask())
+    names = {p.name for p in files.figures}
+    assert sum(n.startswith("distribution-") for n in names) == 5
+    assert not any(n.startswith(("intervals-", "precision-")) for n in names)
+
+
+def _best_first(reached: list[dict], column: str, lower: bool) -> list[dict]:
+    return sorted(reached, key=lambda r: r[column] if lower else -r[column])
+
+
+def test_sweep_reproduces_percentile_selection_over_all_candidates(report):
+    rows, outcomes, files = report
     comparison = compare_outcomes(outcomes, ExactTask())
     source = next(s for s in comparison.sources if s.column == "ds_weight")
     result = sweep(source, comparison.correct, comparison.labelled)
     reached = [r for r in rows if r["answer"] is not None and r["answer"] == r["vote_answer"]]
     assert len({r["ds"] for r in reached}) == len(reached)  # no ties: the filters' cut keeps the floor(N k) lowest
+    all_correct = sum(map(_correct, rows))
     for k in (1, 37, 50, 100):
-        chosen = sorted(reached, key=lambda r: r["ds"])[: len(reached) * k // 100]
-        assert result.kept_fraction[k - 1] == pytest.approx(len(chosen) / len(reached))
+        chosen = _best_first(reached, "ds", lower=True)[: len(reached) * k // 100]
+        assert result.rows_kept[k - 1] == len(chosen)
+        assert result.kept_fraction[k - 1] == pytest.approx(len(chosen) / len(rows))  # one denominator: all rows
+        assert result.recall[k - 1] == pytest.approx(sum(map(_correct, chosen)) / all_correct)
         if chosen:
             assert result.precision[k - 1] == pytest.approx(sum(map(_correct, chosen)) / len(chosen))
     # At the recipe's own k the sweep is what the recipe kept.
     vote_ds = outcomes[1].curated
-    assert result.precision[49] == pytest.approx(
-        np.mean(
-            [
-                a == r
-                for a, r in zip(vote_ds["answer"].to_pylist(), vote_ds["reference"].to_pylist(), strict=True)
-            ]
-        )
-    )
-    assert (
-        sweep(
-            next(s for s in comparison.sources if s.column == "nce_beta"),
-            comparison.correct,
-            comparison.labelled,
-        )
-        is None
-    )
+    answers, references = vote_ds["answer"].to_pylist(), vote_ds["reference"].to_pylist()
+    assert result.precision[49] == pytest.approx(np.mean([a == r for a, r in zip(answers, references, strict=True)]))
+    # A weighting step's score sweeps too (its filter declares the higher end the one it weights up).
+    beta = sweep(next(s for s in comparison.sources if s.column == "nce_beta"), comparison.correct, comparison.labelled)
+    low = [r for r in rows if r["entropy"] is not None and r["entropy"] < 0.9 and r["answer"] == r["vote_answer"]]
+    top = _best_first(low, "beta", lower=False)[: len(low) * 40 // 100]
+    assert beta.precision[39] == pytest.approx(sum(map(_correct, top)) / len(top))
+    table = md_table(files.markdown.read_text(), "score")
+    base = f"{all_correct / len(rows):.3f} ({len(rows)})"
+    assert table["no filter (keeps every row)"] == [str(len(rows)), *[base] * 6]
+    assert table["ds_weight in vote_ds"][0] == str(len(reached))
+    chosen = _best_first(reached, "ds", lower=True)[: len(reached) * 10 // 100]
+    assert table["ds_weight in vote_ds"][1] == f"{sum(map(_correct, chosen)) / len(chosen):.3f} ({len(chosen)})"
+
+
+def test_sweep_counts_rows_tied_at_the_cut_by_the_share_kept(report):
+    rows, outcomes, files = report
+    comparison = compare_outcomes(outcomes, ExactTask())
+    source = next(s for s in comparison.sources if s.column == "vote_share")
+    result = sweep(source, comparison.correct, comparison.labelled)
+    reached = [r for r in rows if r["vote_share"] is not None]
+    table = md_table(files.markdown.read_text(), "score")["vote_share (step majority_vote) in vote, vote_ds"]
+    split_seen = False
+    for column, k in enumerate((10, 20, 40, 60, 80, 100), start=1):
+        target = len(reached) * k // 100
+        ordered = _best_first(reached, "vote_share", lower=False)
+        cut = ordered[target - 1]["vote_share"]
+        better = [r for r in reached if r["vote_share"] > cut]
+        tied = [r for r in reached if r["vote_share"] == cut]
+        tied_kept = target - len(better)
+        share = tied_kept / len(tied)
+        expected = (sum(map(_correct, better)) + share * sum(map(_correct, tied))) / target
+        assert result.precision[k - 1] == pytest.approx(expected)
+        assert result.tied_at_cut[k - 1] == len(tied) and result.tied_kept[k - 1] == tied_kept
+        ties = f"; {tied_kept} of {len(tied)} tied" if 0 < tied_kept < len(tied) else ""
+        split_seen |= bool(ties)
+        assert table[column] == f"{expected:.3f} ({target}{ties})"
+    assert split_seen  # vote shares are coarse: some cut falls inside a run of ties
+
+
+def _average_precision(reached: list[dict], column: str, lower: bool) -> tuple[list, float]:
+    """Plain Python: thresholds best first, tied rows together; AP = sum of recall steps times precision."""
+    values = sorted({r[column] for r in reached}, reverse=not lower)
+    correct_reached = sum(map(_correct, reached))
+    points, previous, average = [], 0.0, 0.0
+    for value in values:
+        taken = [r for r in reached if (r[column] <= value if lower else r[column] >= value)]
+        right = sum(map(_correct, taken))
+        precision, recall = right / len(taken), right / correct_reached
+        average += (recall - previous) * precision
+        previous = recall
+        points.append((value, precision, right))
+    return points, average
+
+
+def test_precision_recall_matches_recount(report):
+    rows, outcomes, files = report
+    comparison = compare_outcomes(outcomes, ExactTask())
+    all_correct = sum(map(_correct, rows))
+    table = md_table(files.markdown.read_text(), "score | rows reaching | correct among them")
+    assert table["no filter (every row)"] == [str(len(rows)), str(all_correct), f"{all_correct / len(rows):.3f}", "—"]
+    stored = {(s["column"], s["step"]): s for s in json.loads(files.json.read_text())["scores"]}
+    for column, key, lower, label in (
+        ("ds_weight", "ds", True, "ds_weight in vote_ds"),
+        ("vote_share", "vote_share", False, "vote_share (step majority_vote) in vote, vote_ds"),
+        ("answer_entropy", "entropy", True, "answer_entropy (step ent) in ent"),
+    ):
+        source = next(s for s in comparison.sources if s.column == column)
+        curve = precision_recall(source, comparison.correct, comparison.labelled)
+        reached = [r for r in rows if r[key] is not None and (column != "ds_weight" or r["answer"] == r["vote_answer"])]
+        points, average = _average_precision(reached, key, lower)
+        assert curve.thresholds.tolist() == pytest.approx([p[0] for p in points])
+        assert curve.precision.tolist() == pytest.approx([p[1] for p in points])
+        assert curve.recall.tolist() == pytest.approx([p[2] / all_correct for p in points])
+        assert curve.average_precision == pytest.approx(average)
+        correct_reached = sum(map(_correct, reached))
+        assert table[label] == [str(len(reached)), str(correct_reached), f"{correct_reached / len(reached):.3f}",
+                                f"{average:.3f}"]  # fmt: skip
+        assert stored[(column, source.step)]["average_precision"] == pytest.approx(average)
 
 
 def test_interval_table_matches_manual_bins(report):
     rows, _, files = report
     entropies = [r["entropy"] for r in rows if r["entropy"] is not None]
     lo, hi = min(entropies), max(entropies)
-    table = _md_table(files.markdown.read_text(), "answer_entropy interval")
+    table = md_table(files.markdown.read_text(), "answer_entropy interval")
     assert len(table) == 10
     for i, (interval, cells) in enumerate(table.items()):
         left, right = lo + (hi - lo) * i / 10, lo + (hi - lo) * (i + 1) / 10
@@ -333,9 +446,9 @@ def test_figures_written_and_linked(report):
     markdown = files.markdown.read_text()
     html = files.html.read_text()
     names = {p.name for p in files.figures}
-    assert {"jaccard.png", "precision-sweep.png"} <= names
-    assert sum(n.startswith("distribution-") for n in names) == 4
-    assert sum(n.startswith("intervals-") for n in names) == 2
+    assert {"jaccard.png", "precision-sweep.png", "precision-recall.png"} <= names
+    assert sum(n.startswith("distribution-") for n in names) == 5
+    assert sum(n.startswith("intervals-") for n in names) == 4  # every ordered score: 2 kept-high, 2 kept-low
     for path in files.figures:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"](figures/{path.name})" in markdown

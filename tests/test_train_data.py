@@ -42,7 +42,7 @@ def test_chat_format_splits_at_the_assistant_turn(tokenizer):
         example = format_row({"question": "2+3?", "rationale": "It is 5."}, "chat", tokenizer)
     finally:
         tokenizer.chat_template = None
-    assert example == Example("<s>user: 2+3?\n<s>assistant:", " It is 5.\n")
+    assert example == Example("<s>user: 2+3?\n<s>assistant:", " It is 5.")  # what follows the turn is not learned
     with pytest.raises(CuratorError, match="no chat template"):
         format_row({"question": "q", "rationale": "r"}, "chat", tokenizer)
 

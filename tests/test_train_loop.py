@@ -178,7 +178,7 @@ def test_cli_trains_from_yaml_and_reports_bad_input(tmp_path, data, base, capsys
         (["--data", str(tmp_path / "none.parquet")], "no such file"),
         (["--data", data, "--where", "dropped_by=correctness"], "no column 'dropped_by'"),
         (["--data", data, "--objective", "nce"], "needs a teacher"),
-        (["--data", data, "--model", str(tmp_path)], "cannot load the tokenizer"),
+        (["--data", data, "--model", str(tmp_path)], "not a model folder (no config.json)"),
     ]:
         full = ["train", "--model", base, "--output", str(tmp_path / "bad"), "--max-steps", "1", *argv]
         with pytest.raises(SystemExit) as exit_info:

@@ -22,6 +22,9 @@ from curator.filter import SCORE_MEANINGS, Filter
 from curator.plugins import Registry
 from curator.task import Task
 
+VERDICT_COLUMNS = ("keep", "weight", "dropped_by")
+"""Columns the build adds to every row, after the steps' score columns."""
+
 
 @dataclass
 class PlannedStep:
@@ -78,6 +81,12 @@ def _check_declarations(cls: type[Filter], step: Step, plugin: str, names: dict[
 def bind_inputs(steps: list[PlannedStep], prepared: Prepared, task: Task, recipe: Recipe) -> None:
     """Check each step's input and output columns against the working copy, and open its score cache."""
     taken = set(prepared.schema.names)
+    written = [c for c in VERDICT_COLUMNS if c in taken]
+    if written:
+        raise CuratorError(
+            f"{prepared.source.path}: has a column '{written[0]}', which the build writes "
+            f"({', '.join(VERDICT_COLUMNS)}); drop or rename it in the input (a curated file's columns, say)"
+        )
     task_code = code_fingerprint(type(task))
     for planned in steps:
         step, instance = planned.step, planned.filter

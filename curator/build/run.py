@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from curator.build.dataset import write_dataset
 from curator.build.manifest import build_manifest
 from curator.build.output import OutputWriter, output_batch
 from curator.build.phases import Phases
@@ -35,6 +36,7 @@ from curator.build.working_copy import Prepared, prepare
 from curator.errors import CuratorError
 from curator.filter import Selection
 from curator.io import Source
+from curator.outputs import cache_in_use, output_lock
 from curator.plugins import Registry, get_registry
 from curator.progress import progress_bar
 from curator.task import Task
@@ -68,6 +70,16 @@ def run_build(
     output_dir = output_dir or recipe.output
     if output_dir is None:
         raise CuratorError(f"{recipe.source or 'recipe'}: no 'output' given (set it, or pass --output)")
+    writes = ["manifest.json", "curated.parquet", "rejected.parquet",
+              *(f"rejected-{step.name}.parquet" for step in recipe.steps if recipe.rejected_by_step)]
+    local_input = recipe.input if isinstance(recipe.input, Path) else None  # hf:NAME is no file it could overwrite
+    with output_lock(output_dir, "build", inputs=[local_input, recipe.source], writes=writes), \
+            cache_in_use(recipe.cache_dir()):
+        return _build(recipe, output_dir, progress, registry, started)
+
+
+def _build(recipe: Recipe, output_dir: Path, progress: bool | None, registry: Registry,
+           started: float) -> BuildResult:
     task = registry.task(recipe.task)
     steps = plan_steps(recipe, registry)
     check_executor(recipe.executor)
@@ -107,6 +119,7 @@ def run_build(
         shutil.rmtree(scratch, ignore_errors=True)
     manifest = build_manifest(recipe, prepared, steps, state, described, started, phases.report())
     writer.finish(manifest)
+    write_dataset(recipe, output_dir, manifest)
     return BuildResult(output_dir, manifest)
 
 

@@ -39,6 +39,9 @@ class ModelPool:
             self._models[key] = load()
         return self._models[key]
 
+    def __len__(self) -> int:
+        return len(self._models)
+
     def clear(self) -> None:
         self._models.clear()
 

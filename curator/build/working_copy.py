@@ -28,7 +28,7 @@ from curator.build.phases import Phases
 from curator.build.row_keys import row_hashes, schema_digest, value_hashes
 from curator.errors import CuratorError
 from curator.groups import group_starts
-from curator.io import Source, conform
+from curator.io import Source, conform, row_name
 from curator.outputs import atomic_path, write_json
 from curator.task import Task
 
@@ -280,7 +280,8 @@ def _check_contiguous(hashes: np.ndarray, rows: np.ndarray, dest: Path, source: 
     if ids[0] != ids[1]:  # a 64-bit hash collision between different ids: not an error
         return
     raise CuratorError(
-        f"{source.path}: id '{ids[0]}' is not contiguous (rows {first + 1} and {second + 1} start "
+        f"{source.path}: id '{ids[0]}' is not contiguous ({row_name(source.path, first + 1)} and "
+        f"{row_name(source.path, second + 1)} start "
         f"separate runs); keep each question's candidates together, or set 'regroup: true'"
     )
 

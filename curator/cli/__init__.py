@@ -4,7 +4,9 @@ Each subcommand lives in its own module, so ``curator plugins`` or
 ``curator --help`` never pays for torch or openai. Bad input surfaces as a
 :class:`curator.CuratorError` and becomes one line on stderr and exit code 2.
 The libraries' own chatter (transformers' loading bars, their deprecation
-warnings) stays off the screen unless ``CURATOR_VERBOSE=1``.
+warnings) stays off the screen unless ``CURATOR_VERBOSE=1``. What the system
+refuses (a full disk, a read-only folder) is one line and exit code 2 as
+well, naming the file; ``CURATOR_VERBOSE=1`` shows its traceback.
 """
 
 from __future__ import annotations
@@ -48,6 +50,17 @@ def cli() -> None:
     """Curate chain-of-thought rationales: generate, filter, train, evaluate, compare."""
 
 
+def verbose() -> bool:
+    return os.environ.get("CURATOR_VERBOSE", "") not in ("", "0")
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``FILE: reason`` on one line."""
+    from curator.outputs import reason
+
+    return f"{exc.filename}: {reason(exc)}" if exc.filename is not None else reason(exc)
+
+
 def quiet_libraries() -> None:
     """Hide what the libraries say about themselves, unless ``CURATOR_VERBOSE=1`` asks for it.
 
@@ -56,9 +69,10 @@ def quiet_libraries() -> None:
     switched off before those libraries are imported. Settings the user made
     in the environment are kept.
     """
-    if os.environ.get("CURATOR_VERBOSE", "") not in ("", "0"):
+    if verbose():
         return
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' bars follow the hub's switch
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     for category in (FutureWarning, DeprecationWarning):
@@ -76,10 +90,22 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("curator: interrupted", err=True)
         sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:  # one line, like every other bad input
+        command = exc.ctx.command_path if exc.ctx is not None else "curator"
+        click.echo(f"curator: error: {exc.format_message()} (see '{command} --help')", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        if verbose():
+            raise
+        click.echo(f"curator: error: {describe_os_error(exc)}", err=True)
+        sys.exit(2)
     if isinstance(code, int) and code:
         sys.exit(code)

@@ -1,68 +1,32 @@
-"""``curator export``: curated rows as JSONL for TRL, LLaMA-Factory or Fine-tune-CoT.
-
-The text comes from :mod:`curator.formats`, the code the built-in
-trainer formats with, and rows are selected as the trainer selects them
-(``--where``, weight-0 rows skipped), so exporting and training elsewhere
-sees the same examples ``curator train`` would.
-"""
+"""``curator export``: curated rows as JSONL for TRL, LLaMA-Factory or Fine-tune-CoT (see :mod:`curator.export`)."""
 
 from __future__ import annotations
 
-import json
-
 import click
-import pyarrow as pa
 
-from curator.errors import CuratorError
-from curator.formats import EXPORT_FORMATS, TEMPLATES, export_record
-from curator.io import Source
-from curator.outputs import atomic_path
-from curator.train.data import row_weights, where_mask
+from curator.cli.options import config_options
+from curator.export.config import ExportConfig
 
 
 @click.command("export")
-@click.argument("file", type=click.Path())
-@click.option("--format", "format_", required=True, type=click.Choice(EXPORT_FORMATS), help="Target layout.")
-@click.option("--output", required=True, type=click.Path(dir_okay=False), help="OUT.jsonl")
-@click.option(
-    "--template",
-    type=click.Choice(TEMPLATES),
-    default="natural",
-    show_default=True,
-    help="Prompt/completion layout for trl-prompt-completion.",
-)
-@click.option("--where", multiple=True, help="Keep rows where COLUMN=VALUE (or !=, null); repeatable.")
-@click.option(
-    "--extra", multiple=True, help="Copy this column into each record (e.g. id, weight); repeatable."
-)
-def export(
-    file: str, format_: str, output: str, template: str, where: tuple[str, ...], extra: tuple[str, ...]
-) -> None:
-    """Write FILE's curated rows as JSONL in a format other trainers read."""
-    source = Source.open(file)
-    written = skipped = weighted = 0
-    with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8") as out:
-        for batch in source.checked_batches():
-            table = pa.Table.from_batches([batch])
-            for clause in where:
-                table = table.filter(where_mask(table, clause, file))
-            missing = [c for c in extra if c not in table.column_names]
-            if missing:
-                raise CuratorError(
-                    f"{file}: --extra column '{missing[0]}' not found (has: {', '.join(table.column_names)})"
-                )
-            weights = row_weights(table, file)
-            skipped += int((weights == 0).sum())
-            weighted += int(((weights != 0) & (weights != 1)).sum())
-            for row in table.filter(pa.array(weights > 0)).to_pylist():
-                record = export_record(row, format_, template)
-                record.update({c: row[c] for c in extra})
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                written += 1
-    note = f", skipped {skipped} weight-0 rows" if skipped else ""
-    click.echo(f"wrote {written} records to {output}{note}")
-    if weighted and "weight" not in extra:
+@config_options(ExportConfig)
+def export(**settings: object) -> int:
+    """Write FILE's curated rows as JSONL in a format other trainers read.
+
+    alpaca and sharegpt files are registered in a LLaMA-Factory
+    dataset_info.json beside OUT (or in --llamafactory-dir).
+    """
+    from curator.export import run_export
+
+    config = ExportConfig(**settings)  # type: ignore[arg-type]
+    result = run_export(config)
+    note = f", skipped {result.skipped} weight-0 rows" if result.skipped else ""
+    where = f"; LLaMA-Factory entry '{result.output.stem}' in {result.dataset_info}" if result.dataset_info else ""
+    click.echo(f"wrote {result.written} records to {result.output}{note}{where}")
+    if result.weights_dropped:
         click.echo(
-            f"note: {weighted} rows have weights other than 1, which {format_} cannot carry (--extra weight keeps them)",
+            f"note: {result.weights_dropped} rows have weights other than 1, which {config.format} cannot carry "
+            "(--extra weight adds them anyway)",
             err=True,
         )
+    return 0

@@ -14,7 +14,7 @@ from curator.train.config import TrainConfig
 )
 @config_options(TrainConfig, from_file="--config")
 def train(config_path: str | None, **options: object) -> int:
-    """Train a LoRA adapter (PEFT format) on curated rationales.
+    """Train a LoRA adapter (PEFT format) on curated rationales; with --objective nat, a NAT folder.
 
     --resume continues the run in OUTPUT from its last checkpoint; with a
     larger --max-steps it extends a finished run.

@@ -12,7 +12,7 @@ filter all encode a (question, rationale) pair with the filter's
 
 from __future__ import annotations
 
-import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,21 +20,23 @@ import numpy as np
 
 from curator.errors import CuratorError
 from curator.lm.loading import LoadedModel, load_sequence_classifier, require_lm
+from curator.lm.weights import adapter_config
 
 
 def load_ranker(path: str | Path, *, device: str | None = None, dtype: str | None = None) -> LoadedModel:
     """A ranker from a PEFT adapter folder (on the base it names) or a full classifier folder."""
     require_lm("the ASC ranker")
     folder = Path(path)
-    adapter_config = folder / "adapter_config.json"
-    if not adapter_config.exists():
+    if not (folder / "adapter_config.json").exists():
         return load_sequence_classifier(str(path), device=device, dtype=dtype)
-    config = json.loads(adapter_config.read_text())
+    config = adapter_config(folder)
     if config.get("task_type") != "SEQ_CLS":
         raise CuratorError(
             f"{folder}: a {config.get('task_type')} adapter, not a ranker (train with --objective ranker)"
         )
-    base = config["base_model_name_or_path"]
+    base = config.get("base_model_name_or_path")
+    if not isinstance(base, str):
+        raise CuratorError(f"{folder}/adapter_config.json: no 'base_model_name_or_path' naming the ranker's base")
     try:
         return load_sequence_classifier(base, adapter=str(folder), num_labels=1, device=device, dtype=dtype)
     except OSError as exc:
@@ -46,13 +48,36 @@ def ranker_scores(
     questions: Sequence[str],
     rationales: Sequence[str],
     *,
-    max_length: int = 1024,
+    max_length: int = 512,
     token_budget: int | None = None,
 ) -> np.ndarray:
-    """``sigmoid(logit)`` of every (question, rationale), batched by length under a token budget."""
+    """``sigmoid(logit)`` of every (question, rationale), batched by length under a token budget.
+
+    A pair longer than ``max_length`` tokens is not scored (NaN), as in the
+    released code (its ``toke`` returns None past 512): cut, it would lose
+    its end, where the answer is; :func:`fill_unscored` gives it a score.
+    """
     from curator.lm.pairs import encode_pairs
     from curator.lm.scoring import classifier_logits
 
-    ids = encode_pairs(ranker.tokenizer, list(questions), list(rationales), max_length)
-    logits = classifier_logits(ranker, ids, token_budget=token_budget)[:, 0]
-    return 1.0 / (1.0 + np.exp(-logits))
+    ids = encode_pairs(ranker.tokenizer, list(questions), list(rationales), sys.maxsize)
+    scored = [i for i, pair in enumerate(ids) if len(pair) <= max_length]
+    scores = np.full(len(ids), np.nan)
+    if scored:
+        logits = classifier_logits(ranker, [ids[i] for i in scored], token_budget=token_budget)[:, 0]
+        scores[scored] = 1.0 / (1.0 + np.exp(-logits))
+    return scores
+
+
+def fill_unscored(scores: np.ndarray, question: np.ndarray) -> np.ndarray:
+    """Unscored candidates (NaN) get the mean score of their question's scored ones, or 1 if it has none.
+
+    The released ``ASC.py``'s rule for candidates too long for the ranker.
+    """
+    scored = ~np.isnan(scores)
+    groups = int(question.max()) + 1 if len(question) else 0
+    total = np.bincount(question[scored], weights=scores[scored], minlength=groups)
+    count = np.bincount(question[scored], minlength=groups)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count > 0, total / count, 1.0)
+    return np.where(scored, scores, mean[question])

@@ -36,9 +36,20 @@ class TrainThenEvaluate:
         )
 
     def __call__(self, curated: Path, folder: Path, task: str) -> dict[str, Any]:
-        from curator.train import TrainConfig, run_train
+        from curator.train import run_train
 
         adapter = folder / "adapter"
+        config = self._train_config(curated, adapter)
+        run_train(config)
+        return self._evaluate(folder, task, config.format, adapter)
+
+    def base(self, folder: Path, task: str) -> dict[str, Any]:
+        """The base model with no adapter, asked as the adapters were taught: what training added."""
+        return self._evaluate(folder, task, self._train_config(folder, folder).format, None)
+
+    def _train_config(self, curated: Path, adapter: Path) -> Any:
+        from curator.train import TrainConfig
+
         overrides = {
             "data": str(curated),
             "model": self.config.model,
@@ -47,15 +58,20 @@ class TrainThenEvaluate:
             "resume": True,
             "progress": self.config.progress,
         }
-        config = TrainConfig.from_sources(self.config.train_config, overrides)
-        run_train(config)
+        return TrainConfig.from_sources(self.config.train_config, overrides)
+
+    def _evaluate(self, folder: Path, task: str, format: str, adapter: Path | None) -> dict[str, Any]:
         evaluation = replace(
             self.evaluation,
-            adapter=str(adapter),
+            adapter=str(adapter) if adapter else None,
             task=task,
-            format=config.format,  # ask the way the adapter was taught
+            format=format,  # ask the way the adapter was taught
             output=str(folder / "eval"),
         )
         result = run_eval(evaluation)
         keys = ("accuracy", "ci95", "correct", "questions", "failed_requests")
-        return {key: result.metrics[key] for key in keys}
+        return {
+            **{key: result.metrics[key] for key in keys},
+            "predictions": str(result.predictions),
+            "adapter": str(adapter) if adapter else None,
+        }

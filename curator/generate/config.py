@@ -16,12 +16,13 @@ from typing import Any
 from curator.backend import BackendOptions
 from curator.errors import CuratorError
 from curator.generate.prompts import PROMPTS
-from curator.lm.loading import DTYPES
+from curator.hf import DatasetName, dataset_input
+from curator.lm.loading import DTYPES, check_nat_backend
 from curator.settings import check_bounds, setting
 
 FINGERPRINT = (
     "input", "task", "backend", "model", "prompt", "n", "temperature", "top_p", "max_tokens",
-    "answer_max_tokens", "exemplars", "seed", "logprobs", "chat",
+    "answer_max_tokens", "exemplars", "seed", "logprobs", "chat", "adapter",
 )
 """The settings that change what is generated: a run continues another only when these match."""
 
@@ -30,10 +31,17 @@ FINGERPRINT = (
 class GenerateConfig:
     """Everything a generation run depends on; recorded in ``manifest.json``."""
 
-    input: str = setting(help="Questions: JSONL, Parquet, Arrow or a saved HF dataset folder (id, question, reference).")
+    input: str = setting(
+        help="Questions: JSONL, Parquet, Arrow, a saved HF dataset folder (id, question, reference), or hf:NAME."
+    )
     output: str = setting(help="Output folder; re-running the same command there continues the run.")
     task: str = setting(help="Answer parser, e.g. gsm8k (see 'curator plugins').")
     model: str = setting(help="Model name at the server, or a local path / hub name.")
+    config: str | None = setting(None, help="The config (subset) of an hf:NAME input, e.g. main for hf:openai/gsm8k.")
+    split: str | None = setting(None, help="The split of an hf:NAME input, e.g. train (default: its only split).")
+    adapter: str | None = setting(
+        None, help="Local backends: a PEFT adapter applied to --model, or a NAT folder (transformers only)."
+    )
     backend: str = setting("transformers", help="Generation backend: openai, transformers or vllm (see 'curator plugins').")
     base_url: str | None = setting(None, help="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.")
     api_key_env: str = setting(
@@ -43,8 +51,10 @@ class GenerateConfig:
     exemplars: str | None = setting(
         None, help="Few-shot exemplars, JSONL with question and answer (default: built-in GSM8K ones)."
     )
-    n: int = setting(1, minimum=1, help="Samples per question.")
-    temperature: float = setting(0.0, minimum=0.0, help="Sampling temperature; 0 is greedy.")
+    n: int = setting(
+        1, minimum=1, help="Samples per question; --n N needs --temperature above 0 (at 0 every sample is the greedy one)."
+    )
+    temperature: float = setting(0.0, minimum=0.0, help="Sampling temperature; 0 is greedy, one sample per question.")
     top_p: float = setting(1.0, above=0.0, maximum=1.0, help="Nucleus sampling: the probability mass sampled from.")
     max_tokens: int = setting(512, minimum=1, help="Longest rationale, in tokens.")
     answer_max_tokens: int = setting(32, minimum=1, help="Longest zero-shot CoT answer (stage 2).")
@@ -76,12 +86,26 @@ class GenerateConfig:
 
     def __post_init__(self) -> None:
         check_bounds(self, "generate")
-        _parse_pairs(self.backend_options)
+        extra = _parse_pairs(self.backend_options)
+        if self.adapter is not None:
+            if "adapter" in extra:
+                raise CuratorError(
+                    "generate: give the adapter once, as --adapter or as --backend-option adapter="
+                )
+            if self.backend == "openai":
+                raise CuratorError(
+                    "generate: --adapter is for local backends; "
+                    "a server serves its adapters under a --model name"
+                )
+            check_nat_backend(self.adapter, self.backend, "generate")
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that change what is generated (:data:`FINGERPRINT`)."""
         settings = {name: getattr(self, name) for name in FINGERPRINT}
-        settings["input"] = str(Path(self.input).resolve())
+        if settings["adapter"] is None:
+            del settings["adapter"]  # as runs before --adapter existed recorded it
+        source = dataset_input(self.input, self.config, self.split)
+        settings["input"] = str(source.resolved(Path.cwd()) if isinstance(source, DatasetName) else Path(source).resolve())
         return settings
 
     def for_backend(self) -> BackendOptions:
@@ -90,13 +114,18 @@ class GenerateConfig:
             model=self.model, base_url=self.base_url, api_key_env=self.api_key_env, chat=self.chat,
             concurrency=self.concurrency, retries=self.retries, timeout=self.timeout, seed=self.seed,
             batch_size=self.batch_size, device=self.device, dtype=self.dtype,
-            extra=_parse_pairs(self.backend_options),
+            extra=_parse_pairs(self.backend_options) | ({"adapter": self.adapter} if self.adapter else {}),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The settings for the manifest; backend options by name only, as their values may be credentials."""
+        """The settings for the manifest; backend options by name only, as their values may be credentials.
+
+        The base URL is left to the backend's own description, which redacts
+        the credentials a URL may carry (userinfo, query secrets).
+        """
         settings = dataclasses.asdict(self)
         settings["backend_options"] = sorted(_parse_pairs(self.backend_options))
+        del settings["base_url"]
         return settings
 
 

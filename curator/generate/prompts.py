@@ -100,9 +100,13 @@ def load_exemplars(path: str | Path | None, task: str) -> list[Exemplar]:
         where = f"built-in {BUILTIN_EXEMPLARS[task]}"
     else:
         try:
-            lines = Path(path).read_text().splitlines()
+            data = Path(path).read_bytes()
+            lines = data.decode("utf-8").splitlines()
         except OSError as exc:
             raise CuratorError(f"{path}: cannot read exemplars ({exc.strerror})") from exc
+        except UnicodeDecodeError as exc:
+            at = data.count(b"\n", 0, exc.start) + 1
+            raise CuratorError(f"{path}:{at}: not UTF-8 text (byte {data[exc.start]:#04x})") from None
         where = str(path)
     exemplars = []
     for number, line in enumerate(lines, 1):

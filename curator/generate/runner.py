@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+import warnings as _warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,10 +32,11 @@ from curator.backend import (
     Usage,
     bounded_as_completed,
 )
+from curator.errors import CuratorError
 from curator.generate.config import GenerateConfig, GenerateResult
 from curator.generate.prompts import QUESTION_STOP, Prompting, make_prompting
-from curator.generate.store import CandidateStore
-from curator.outputs import package_versions, write_json
+from curator.generate.store import CandidateStore, question_digest
+from curator.outputs import output_lock, package_versions, write_json
 from curator.plugins import Registry, get_registry
 from curator.progress import progress_bar
 from curator.questions import Question, QuestionFile
@@ -52,8 +54,14 @@ class Outcome:
 
 
 def candidate_schema(with_reference: bool, two_stage: bool) -> pa.Schema:
-    """The row schema (:data:`curator.schema.TYPES`), plus (two-stage) ``answer_text``."""
+    """The row schema (:data:`curator.schema.TYPES`), plus ``finish_reason`` and (two-stage) ``answer_text``.
+
+    ``finish_reason`` is the backend's: ``stop`` (the model ended or hit a
+    stop string) or ``length`` (cut at ``max_tokens``, or earlier where the
+    prompt left less room in the model's context).
+    """
     fields = [(name, kind) for name, kind in TYPES.items() if with_reference or name != "reference"]
+    fields += [("finish_reason", pa.string())]
     fields += [("answer_text", pa.string())] if two_stage else []
     return pa.schema(fields)
 
@@ -67,27 +75,43 @@ def derive_seed(seed: int | None, question_id: str, stage: int) -> int | None:
 
 def run_generate(config: GenerateConfig, *, registry: Registry | None = None) -> GenerateResult:
     """Run (or continue) the generation ``config`` describes."""
+    if config.n > 1 and config.temperature == 0:
+        raise CuratorError(
+            f"--n {config.n} at --temperature 0 would be {config.n} copies of the one greedy sample "
+            "(and vLLM refuses it): give a --temperature above 0, or --n 1"
+        )
     registry = registry or get_registry()
     task = registry.task(config.task)
     backend = registry.backend(config.backend)(config.for_backend())
     prompting = make_prompting(config.prompt, config.exemplars, config.task)
-    questions = QuestionFile(config.input, task)
-    return asyncio.run(GenerateRun(config, task, backend, prompting, questions).run())
+    questions = QuestionFile(config.input, task, config=config.config, split=config.split)
+    total = questions.count() if questions.columns else 0
+    if not total:
+        raise CuratorError(f"{config.input}: no questions")
+    writes = ("candidates.parquet", "failures.jsonl", "manifest.json")
+    inputs = [config.input, config.exemplars, config.model]
+    with output_lock(config.output, "generate", inputs=inputs, writes=writes):
+        return asyncio.run(GenerateRun(config, task, backend, prompting, questions, total).run())
 
 
 class GenerateRun:
     """The state of one invocation: questions under way, rows not yet saved, counters."""
 
     def __init__(
-        self, settings: GenerateConfig, task: Task, backend: Backend, prompting: Prompting, questions: QuestionFile
+        self, settings: GenerateConfig, task: Task, backend: Backend, prompting: Prompting, questions: QuestionFile,
+        total: int | None = None,
     ) -> None:
         self.settings, self.task, self.backend = settings, task, backend
-        self.prompting, self.questions = prompting, questions
+        self.prompting, self.questions, self.total = prompting, questions, total
         self.schema = candidate_schema(questions.has_reference, prompting.two_stage)
         self.store = CandidateStore(settings.output, settings.fingerprint())
         self.buffer: dict[str, list[Any]] = {name: [] for name in self.schema.names}
         self.failures: list[dict[str, Any]] = []
         self.order: list[str] = []
+        self.references: list[str | None] = []
+        self.changed: set[str] = set()
+        """Ids whose question text differs from the one their stored samples answer."""
+        self.truncated = self.shortened = 0
         self.usage, self.requests = Usage(), 0
         self.resumed = self.generated = self.samples = 0
         self._failures_written = self._usage_written = -1
@@ -99,9 +123,10 @@ class GenerateRun:
         started = time.perf_counter()
         done = self.store.open()
         self._previous_usage = dict(self.store.usage)
+        total = self.questions.count() if self.total is None else self.total
         # The backend opens (a model loads, a missing package is reported) before the bar is drawn.
         async with self.backend:
-            with progress_bar(self.questions.count(), "generate", enabled=self.settings.progress, unit="q") as bar:
+            with progress_bar(total, "generate", enabled=self.settings.progress, unit="q") as bar:
                 self._bar = bar
                 flusher = asyncio.create_task(self._flush_periodically())
                 try:
@@ -111,20 +136,31 @@ class GenerateRun:
                 finally:
                     flusher.cancel()
                     self._flush()
-        table = self.store.finalize(self.order, self.schema)
+        (Path(self.settings.output) / "manifest.json").unlink(missing_ok=True)  # written last, once complete
+        failed = {f["id"] for f in self.failures}
+        references = self.references if self.questions.has_reference else None
+        table = self.store.finalize(self.order, self.schema, drop=self.changed & failed, references=references)
         self.store.write_failures(self.failures)
-        manifest = self._manifest(table, time.perf_counter() - started)
+        warnings = self._warnings()
+        for warning in warnings:
+            _warn(warning)
+        manifest = self._manifest(table, time.perf_counter() - started, warnings)
         write_json(Path(self.settings.output) / "manifest.json", manifest)
         output = Path(self.settings.output)
         return GenerateResult(output, len(self.order), table.num_rows, len(self.failures), manifest)
 
-    def _todo(self, done: set[str]) -> Iterator[Question]:
+    def _todo(self, done: dict[str, bytes]) -> Iterator[Question]:
+        """The questions still to generate: new ones, failed ones, and ones edited since their samples."""
         for question in self.questions:
             self.order.append(question.id)
-            if question.id in done:
-                self.resumed += 1
-                self._bar.update(1)
-                continue
+            self.references.append(question.reference)
+            stored = done.get(question.id)
+            if stored is not None:
+                if stored == question_digest(question.question):
+                    self.resumed += 1
+                    self._bar.update(1)
+                    continue
+                self.changed.add(question.id)
             yield question
 
     async def _complete(self, request: Request) -> Result:
@@ -187,8 +223,13 @@ class GenerateRun:
                     "model": self.settings.model,
                     "logprob": completion.logprob,
                     "n_tokens": completion.n_tokens,
+                    "finish_reason": completion.finish_reason,
                     "answer_text": answer_text,
                 }
+                if completion.finish_reason == "length":
+                    self.truncated += 1
+                    if completion.n_tokens is not None and completion.n_tokens < self.settings.max_tokens:
+                        self.shortened += 1
                 for name, values in self.buffer.items():
                     values.append(row[name])
                 self.samples += 1
@@ -240,7 +281,23 @@ class GenerateRun:
             )
         return usage
 
-    def _manifest(self, table: pa.Table, wall: float) -> dict[str, Any]:
+    def _warnings(self) -> list[str]:
+        """What the user should know although the run succeeded (kept in the manifest too)."""
+        warnings = []
+        if self.shortened:
+            warnings.append(
+                f"{self.shortened} samples stopped before --max-tokens {self.settings.max_tokens}: the prompt left "
+                "less room than that in the model's context (finish_reason 'length' in candidates.parquet); "
+                "use a model with a longer context, fewer exemplars or a smaller --max-tokens"
+            )
+        if self.truncated > self.shortened:
+            warnings.append(
+                f"{self.truncated - self.shortened} samples were cut at --max-tokens {self.settings.max_tokens} "
+                "(finish_reason 'length')"
+            )
+        return warnings
+
+    def _manifest(self, table: pa.Table, wall: float, warnings: list[str]) -> dict[str, Any]:
         options = self.backend.options
         return {
             "command": "generate",
@@ -258,12 +315,16 @@ class GenerateRun:
             "counts": {
                 "questions": len(self.order),
                 "done_before": self.resumed,
+                "changed": len(self.changed),
                 "generated": self.generated,
                 "failed": len(self.failures),
                 "rows": table.num_rows,
                 "answers_parsed": table.num_rows - table["answer"].null_count,
                 "with_reference": "reference" in table.column_names,
+                "truncated": self.truncated,
+                "shortened_by_context": self.shortened,
             },
+            "warnings": warnings,
             "usage": self._usage({}, total=False),
             "usage_all_runs": self._usage(self._previous_usage, total=True),
             "wall_seconds": round(wall, 3),
@@ -272,3 +333,7 @@ class GenerateRun:
             "outputs": {"candidates": "candidates.parquet", "failures": "failures.jsonl"},
             "versions": package_versions("openai", "torch", "transformers", "vllm"),
         }
+
+
+def _warn(message: str) -> None:
+    _warnings.warn_explicit(message, UserWarning, "curator generate", 0)

@@ -254,17 +254,20 @@ def padded_batches(
         report_rows(len(order))
 
 
-def span_positions(mask: torch.Tensor, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def span_positions(
+    mask: torch.Tensor, starts: torch.Tensor, *, through_end: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(row, position) of every hidden state that predicts a scored token.
 
     The token at ``t`` is predicted at ``t - 1``; a row scores tokens from its
-    start to its last real token.
+    start to its last real token. ``through_end`` also takes the last real
+    position, whose prediction is of whatever would follow the text.
     """
     import torch
 
     lengths = mask.sum(1, keepdim=True)
     pos = torch.arange(mask.shape[1], device=mask.device)[None, :]
-    predicting = (pos >= starts[:, None] - 1) & (pos < lengths - 1)
+    predicting = (pos >= starts[:, None] - 1) & (pos < lengths - (0 if through_end else 1))
     rows, positions = predicting.nonzero(as_tuple=True)
     return rows, positions
 

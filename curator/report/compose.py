@@ -1,33 +1,44 @@
-"""Putting a comparison's numbers and plots into ``report.md``, ``report.html`` and PNGs."""
+"""Putting a comparison's numbers and plots into ``report.md``, ``report.html``, ``report.json`` and PNGs."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from curator.outputs import atomic_path, write_json
-from curator.report import figures
 from curator.report.analysis import (
-    INTERVAL_COLUMNS,
-    Comparison,
-    RecipeOutcome,
-    RecipeSummary,
-    compare_outcomes,
-    intervals,
+    PrecisionRecall,
+    Sweep,
+    baseline,
     jaccard,
+    precision_recall,
+    sets_weights,
     summarize,
     sweep,
 )
-from curator.report.document import Document, Figure, Section, Table, Text, to_html, to_markdown
+from curator.report.document import Document, Section, to_html, to_markdown
+from curator.report.examples import step_examples
+from curator.report.outcomes import Comparison, RecipeOutcome, compare_outcomes
+from curator.report.provenance import find_generation, training_runs
+from curator.report.score_sections import (
+    SWEEP_POINTS,
+    distributions_section,
+    examples_section,
+    ranking_sections,
+)
+from curator.report.sections import (
+    candidates_section,
+    evaluation_sections,
+    overlap_section,
+    recipes_section,
+    training_section,
+)
+from curator.report.significance import paired_tests
 from curator.task import Task
 
 FIGURE_DIR = "figures"
-SWEEP_POINTS = (10, 20, 40, 60, 80, 100)
 
 
 @dataclass
@@ -47,22 +58,32 @@ def write_report(
 ) -> ReportFiles:
     """Compare the outcomes and write the report files under ``output_dir``.
 
-    ``accuracy`` maps a recipe name to the ``metrics.json`` of a model trained
-    on its curated rows (``accuracy`` and ``ci95``), for ``--train-eval``.
+    ``accuracy`` maps a model's name (a recipe's, ``"no filter"``, ``"base
+    model"``) to what evaluating it gave: ``accuracy`` and ``ci95`` (or
+    ``accuracy: None`` and ``skipped``), ``correct`` and ``questions``, and
+    optionally ``predictions`` (its ``predictions.parquet``, for the paired
+    tests) and ``adapter`` (its folder, for the training settings and loss curve).
     """
-    accuracy = accuracy or {}
-    comparison = compare_outcomes(outcomes, task)
-    summaries = summarize(comparison)
-    overlap = jaccard(comparison.kept)
-    document = Document(
-        "Recipe comparison",
-        [
-            _recipes_section(comparison, summaries, accuracy, task),
-            *_score_sections(comparison),
-            _overlap_section(comparison.names, overlap),
-        ],
-    )
+    accuracy = dict(accuracy or {})
     out = Path(output_dir)
+    comparison = compare_outcomes(outcomes, task)
+    summaries, base = summarize(comparison), baseline(comparison)
+    overlap = jaccard(comparison.kept)
+    paired = paired_tests(accuracy)
+    sweeps, curves = _rankings(comparison)
+    source_path = comparison.manifests[0].get("input", {}).get("path")
+    generation = find_generation(source_path) if source_path else None
+    sections: list[Section | None] = [
+        recipes_section(comparison, base, summaries, accuracy, task, sets_weights(comparison)),
+        candidates_section(generation, base, summaries) if generation else None,
+        *(evaluation_sections(accuracy, paired) if accuracy else []),
+        *ranking_sections(comparison, base, summaries, list(sweeps.values()), list(curves.values())),
+        distributions_section(comparison),
+        examples_section(step_examples(comparison, outcomes)),
+        overlap_section(comparison.names, overlap),
+        training_section(accuracy, training_runs(accuracy), out),
+    ]
+    document = Document("Recipe comparison", [s for s in sections if s is not None and s.blocks])
     figure_paths = [out / FIGURE_DIR / f"{figure.name}.png" for figure in document.figures()]
     for stale in set((out / FIGURE_DIR).glob("*.png")) - set(figure_paths):  # from an earlier comparison
         stale.unlink()
@@ -77,165 +98,50 @@ def write_report(
     write_json(
         files.json,
         {
+            "no_filter": asdict(base),
             "recipes": [asdict(s) | {"accuracy": accuracy.get(s.name)} for s in summaries],
+            "accuracy": accuracy,
+            "paired_tests": [asdict(t) | {"p_value": t.p_value} for t in paired],
+            "scores": _score_numbers(comparison, sweeps, curves),
+            "generation": asdict(generation) | {"manifest_path": str(generation.manifest_path)}
+            if generation
+            else None,
             "jaccard": {"recipes": comparison.names, "matrix": overlap.tolist()},
         },
     )
     return files
 
 
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
-
-
-def _recipes_section(
-    comparison: Comparison,
-    summaries: list[RecipeSummary],
-    accuracy: Mapping[str, Mapping[str, Any]],
-    task: Task | None,
-) -> Section:
-    first = summaries[0]
-    labels = (
-        f"Correctness from the task '{task.name}' comparing answer to reference."
-        if comparison.correct is not None and task is not None
-        else "No references: precision and recall are not available."
-    )
-    headers = [
-        "recipe",
-        "rows kept",
-        "questions kept",
-        "share of input",
-        "mean weight",
-        "precision",
-        "recall",
-    ]
-    if accuracy:
-        headers.append("accuracy (95% CI)")
-    rows = []
-    for s in summaries:
-        row = [
-            s.name,
-            f"{s.rows_kept}",
-            f"{s.questions_kept}",
-            _fmt(s.share_kept),
-            _fmt(s.mean_weight),
-            _fmt(s.precision),
-            _fmt(s.recall),
-        ]
-        if accuracy:
-            row.append(_accuracy_cell(accuracy.get(s.name)))
-        rows.append(row)
-    steps = Table(
-        ["recipe", "steps (filter: rows kept / rows in)"],
-        [
-            [name, _steps_cell(manifest)]
-            for name, manifest in zip(comparison.names, comparison.manifests, strict=True)
-        ],
-    )
-    return Section(
-        "Recipes",
-        [
-            Text(f"{first.rows_in} candidate rows over {first.questions_in} questions. {labels}"),
-            Table(headers, rows),
-            steps,
-        ],
-    )
-
-
-def _accuracy_cell(metrics: Mapping[str, Any] | None) -> str:
-    if not metrics:
-        return "—"
-    low, high = metrics.get("ci95", (None, None))
-    return f"{_fmt(metrics.get('accuracy'))} [{_fmt(low)}, {_fmt(high)}]"
-
-
-def _steps_cell(manifest: Mapping[str, Any]) -> str:
-    steps = manifest.get("steps", [])
-    if not steps:
-        return "(no filters)"
-    return " → ".join(f"{s.get('step')}: {s.get('rows_kept')}/{s.get('rows_in')}" for s in steps)
-
-
-def _score_sections(comparison: Comparison) -> list[Section]:
+def _rankings(comparison: Comparison) -> tuple[dict[int, Sweep], dict[int, PrecisionRecall]]:
+    """Each ordered score's sweep and precision-recall curve, by source index (labels needed)."""
     correct, labelled = comparison.correct, comparison.labelled
-    sources = comparison.sources
-    if not sources:
-        return [Section("Scores", [Text("No recipe has a step with a reported score column.")])]
-    split = "correct and incorrect rows apart" if correct is not None else "no labels, all rows together"
-    distributions = Section("Score distributions", [Text(f"Over the rows that reached each step; {split}.")])
-    for i, source in enumerate(sources):
-        distributions.blocks.append(
-            Figure(
-                f"distribution-{i}-{source.column}",
-                figures.distribution(source, correct, labelled),
-                source.label,
-            )
-        )
     if correct is None or labelled is None:
-        return [distributions]
-
-    shares = Section("Share of correct rows per score interval", [])
-    for i, source in enumerate(sources):
-        table = intervals(source, correct, labelled) if source.column in INTERVAL_COLUMNS else None
-        if table is None:
-            continue
-        caption = f"Share correct per {source.column} interval: {source.label}"
-        shares.blocks.append(Figure(f"intervals-{i}-{source.column}", figures.interval_share(table), caption))
-        shares.blocks.append(
-            Table(
-                [f"{source.column} interval", "rows", "correct", "share correct"],
-                [
-                    [f"[{_fmt(lo)}, {_fmt(hi)}]", f"{n}", f"{c}", _fmt(share)]
-                    for lo, hi, n, c, share in zip(
-                        table.edges[:-1],
-                        table.edges[1:],
-                        table.counts,
-                        table.correct,
-                        table.share,
-                        strict=True,
-                    )
-                ],
-            )
-        )
-
-    sweeps = [s for s in (sweep(source, correct, labelled) for source in sources) if s is not None]
-    precision = Section(
-        "Precision against kept fraction",
-        [
-            Text(
-                "Each filter's percentile rule re-applied at k = 1..100 % to its stored scores (no re-scoring)."
-            )
-        ],
+        return {}, {}
+    sweeps = {i: sweep(s, correct, labelled) for i, s in enumerate(comparison.sources)}
+    curves = {i: precision_recall(s, correct, labelled) for i, s in enumerate(comparison.sources)}
+    return (
+        {i: s for i, s in sweeps.items() if s is not None},
+        {i: c for i, c in curves.items() if c is not None},
     )
-    if sweeps:
-        precision.blocks.append(
-            Figure("precision-sweep", figures.precision_sweep(sweeps), "precision vs kept fraction")
-        )
-        index = [int(np.searchsorted(sweeps[0].percent, k)) for k in SWEEP_POINTS]
-        precision.blocks.append(
-            Table(
-                ["score: precision (kept fraction) at", *[f"k={k}%" for k in SWEEP_POINTS]],
-                [
-                    [
-                        s.source.label,
-                        *[f"{_fmt(s.precision[i])} ({_fmt(s.kept_fraction[i], 2)})" for i in index],
-                    ]
-                    for s in sweeps
-                ],
-            )
-        )
-    sections = [distributions, precision]
-    if shares.blocks:
-        sections.insert(1, shares)
-    return sections
 
 
-def _overlap_section(names: list[str], matrix: np.ndarray) -> Section:
-    return Section(
-        "Overlap of kept sets",
-        [
-            Text("Jaccard index |A ∩ B| / |A ∪ B| of the rows each pair of recipes kept."),
-            Table(["recipe", *names], [[a, *[_fmt(v) for v in matrix[i]]] for i, a in enumerate(names)]),
-            Figure("jaccard", figures.jaccard_matrix(names, matrix), "Jaccard overlap of kept rows"),
-        ],
-    )
+def _score_numbers(
+    comparison: Comparison, sweeps: Mapping[int, Sweep], curves: Mapping[int, PrecisionRecall]
+) -> list[dict[str, Any]]:
+    """Each score's sweep at the table's k and its average precision, for scripts reading report.json."""
+    numbers = []
+    for i, source in enumerate(comparison.sources):
+        entry: dict[str, Any] = {"column": source.column, "step": source.step, "meaning": source.meaning,
+                                 "recipes": source.recipes, "rows_reached": int(source.reached.sum())}  # fmt: skip
+        if i in sweeps:
+            swept, at = sweeps[i], [k - 1 for k in SWEEP_POINTS]
+            entry["sweep"] = {
+                "percent": list(SWEEP_POINTS),
+                "rows_kept": [int(swept.rows_kept[j]) for j in at],
+                "precision": [float(swept.precision[j]) for j in at],
+                "recall": [float(swept.recall[j]) for j in at],
+            }
+        if i in curves:
+            entry["average_precision"] = curves[i].average_precision
+        numbers.append(entry)
+    return numbers

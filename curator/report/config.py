@@ -21,7 +21,9 @@ class CompareConfig:
         (), flag="--set", metavar="KEY=VALUE", help="Override a key in every recipe, e.g. batch_rows=4096; repeatable."
     )
     train_eval: bool = setting(
-        False, flag="--train-eval", help="Train an adapter on each recipe's curated rows and evaluate it."
+        False,
+        flag="--train-eval",
+        help="Train an adapter on each recipe's curated rows and on every candidate; evaluate each, and the base model.",
     )
     model: str | None = setting(None, help="--train-eval: the base model to fine-tune (path or hub name).")
     eval_data: str | None = setting(None, help="--train-eval: the test set (question, reference).")

@@ -10,8 +10,15 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+
+def number(value: float | None, digits: int = 3) -> str:
+    """A table's number: fixed digits, "—" where there is none."""
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
 @dataclass
@@ -20,9 +27,20 @@ class Text:
 
 
 @dataclass
+class Link:
+    """A table cell that links to a file beside the report (a relative path)."""
+
+    text: str
+    href: str
+
+
+Cell = str | Link
+
+
+@dataclass
 class Table:
-    headers: list[str]
-    rows: list[list[str]]
+    headers: Sequence[str]
+    rows: Sequence[Sequence[Cell]]
 
 
 @dataclass
@@ -66,14 +84,24 @@ def to_markdown(document: Document, figure_dir: str) -> str:
     return "\n".join(lines)
 
 
-def _md_row(cells: list[str]) -> str:
-    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+def _md_row(cells: Sequence[Cell]) -> str:
+    return "| " + " | ".join(_md_cell(c) for c in cells) + " |"
+
+
+def _md_cell(cell: Cell) -> str:
+    """A Markdown table cell: markup in the data escaped (renderers pass HTML through), lines kept."""
+    if isinstance(cell, Link):
+        text = html.escape(cell.text, quote=False).replace("[", "\\[").replace("]", "\\]")
+        return f"[{text}]({cell.href.replace(' ', '%20')})"
+    text = html.escape(cell, quote=False).replace("|", "\\|")
+    return "<br>".join(line.strip() for line in text.splitlines()) if "\n" in text else text
 
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; vertical-align: top; }
+td { max-width: 38em; overflow-wrap: anywhere; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 th { background: #f3f3f3; }
 figure { margin: 1.5em 0; }
@@ -82,13 +110,15 @@ figcaption { font-size: 0.85em; color: #555; }
 """
 
 
-_NUMBER = re.compile(r"^(—|-?[0-9.]+( \[.*\]| \(.*\))?)$")
+_NUMBER = re.compile(r"^(—|n/a|[-+]?[0-9][0-9.,]*(e[-+]?[0-9]+)?( %)?( \[.*\]| \(.*\))?)$")
 
 
-def _cell(text: str) -> str:
-    """A table cell; numbers (and missing values) align right."""
-    kind = ' class="num"' if _NUMBER.match(text) else ""
-    return f"<td{kind}>{html.escape(text)}</td>"
+def _cell(cell: Cell) -> str:
+    """A table cell; numbers (and missing values) align right, line breaks are kept."""
+    if isinstance(cell, Link):
+        return f'<td><a href="{html.escape(cell.href)}">{html.escape(cell.text)}</a></td>'
+    kind = ' class="num"' if _NUMBER.match(cell) else ""
+    return f"<td{kind}>{html.escape(cell).replace(chr(10), '<br>')}</td>"
 
 
 def to_html(document: Document) -> str:

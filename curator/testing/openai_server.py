@@ -37,7 +37,8 @@ from curator.backend import Gauge
 ANSWER_PROMPT = "Therefore, the answer is"
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _TOKEN = re.compile(r"\s*\S+|\s+$")
-_REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error"}
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests",
+            500: "Internal Server Error"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,14 @@ class StubConfig:
     api_key: str | None = None
     """When set, a request without ``Authorization: Bearer <api_key>`` gets a 401
     whose message quotes the key it was sent, as OpenAI's does."""
+    max_model_len: int | None = None
+    """A context length in stub tokens: as vLLM does, ``max_tokens`` is silently
+    lowered to what the prompt leaves, and ``/models`` reports it."""
+    chat_template: bool = True
+    """False: chat requests get the 400 vLLM sends for a model folder without a chat template."""
+    adapters: tuple[tuple[str, str], ...] = ()
+    """``(name, folder)`` of LoRA adapters to list in ``/models`` over the base,
+    as ``vllm serve --lora-modules name=folder`` does."""
 
 
 def _digest(*parts: object) -> int:
@@ -81,7 +90,9 @@ def stub_text(context: str, answer_turn: bool, temperature: float, seed: Any, in
     return f" We add the numbers: {steps} = {total}. The answer is {total}.\n\nQ: What comes next?\nA: More."
 
 
-def _choice(context: str, answer_turn: bool, body: dict[str, Any], index: int, config: StubConfig) -> dict:
+def _choice(
+    context: str, answer_turn: bool, body: dict[str, Any], index: int, config: StubConfig, room: int | None
+) -> dict:
     text = stub_text(context, answer_turn, float(body.get("temperature") or 0.0), body.get("seed"), index)
     tokens = _tokens(text)
     finish = "stop"
@@ -98,6 +109,8 @@ def _choice(context: str, answer_turn: bool, body: dict[str, Any], index: int, c
                 length += len(token)
             tokens = kept
     max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+    if room is not None:
+        max_tokens = room if max_tokens is None else min(int(max_tokens), room)
     if max_tokens is not None and len(tokens) > int(max_tokens):
         tokens, finish = tokens[: int(max_tokens)], "length"
     text = "".join(tokens)
@@ -124,7 +137,8 @@ def respond(body: dict[str, Any], config: StubConfig) -> dict[str, Any]:
         context = str(body.get("prompt", ""))
         answer_turn = context.rstrip().endswith(ANSWER_PROMPT)
     n = int(body.get("n") or 1) if config.supports_n else 1
-    choices = [_choice(context, answer_turn, body, i, config) for i in range(n)]
+    room = None if config.max_model_len is None else max(config.max_model_len - len(_tokens(context)), 0)
+    choices = [_choice(context, answer_turn, body, i, config, room) for i in range(n)]
     completion_tokens = sum(len(_tokens(c.get("text") or c.get("message", {}).get("content", ""))) for c in choices)
     usage = {"prompt_tokens": len(_tokens(context)), "completion_tokens": completion_tokens}
     usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
@@ -210,7 +224,8 @@ class OpenAIStubServer:
                 if reply is None:  # a dropped connection
                     break
                 status, content_type, payload, extra = reply
-                self.statuses[str(status)] += 1
+                if path.split("?")[0].endswith("/completions"):  # what the stats count: completion requests
+                    self.statuses[str(status)] += 1
                 head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}", f"content-type: {content_type}",
                         f"content-length: {len(payload)}", *extra]
                 writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
@@ -220,21 +235,34 @@ class OpenAIStubServer:
         finally:
             writer.close()
 
+    def _models(self) -> dict[str, Any]:
+        """What vLLM's ``/v1/models`` says: the base, then each adapter with its folder and its base."""
+        limit = {"max_model_len": self.config.max_model_len} if self.config.max_model_len else {}
+        models = [{"id": "stub", "object": "model", "root": "stub", "parent": None, **limit}]
+        models += [{"id": name, "object": "model", "root": folder, "parent": "stub"}  # vLLM: no length here
+                   for name, folder in self.config.adapters]
+        return {"object": "list", "data": models}
+
     async def _reply(
         self, method: str, path: str, body: bytes, authorization: str
     ) -> tuple[int, str, bytes, list[str]] | None:
         if method == "GET" and path == "/stats":
             return 200, "application/json", json.dumps(self.stats()).encode(), []
         if method == "GET" and path.endswith("/models"):
-            return 200, "application/json", b'{"object":"list","data":[{"id":"stub","object":"model"}]}', []
+            return 200, "application/json", json.dumps(self._models()).encode(), []
         if method != "POST" or not path.endswith(("/completions", "/chat/completions")):
             return 404, "application/json", b'{"error":{"message":"no such endpoint"}}', []
         config = self.config
         if config.api_key is not None and authorization != f"Bearer {config.api_key}":
             sent = authorization.removeprefix("Bearer ")
-            refusal = {"error": {"message": f"Incorrect API key provided: {sent}", "type": "invalid_request_error"}}
+            refusal: dict[str, Any] = {"error": {"message": f"Incorrect API key provided: {sent}", "type": "invalid_request_error"}}
             return 401, "application/json", json.dumps(refusal).encode(), []
         request = json.loads(body)
+        if not config.chat_template and "messages" in request:
+            refusal = {"error": {"message": "As of transformers v4.44, default chat template is no longer allowed, "
+                                            "so you must provide a chat template if the tokenizer does not define one.",
+                                 "type": "BadRequestError", "code": 400}}
+            return 400, "application/json", json.dumps(refusal).encode(), []
         key = _digest(body)
         attempt = self._attempts[key]
         self._attempts[key] += 1

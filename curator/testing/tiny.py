@@ -127,7 +127,7 @@ def build_tiny_lora(base: str | Path, path: str | Path, *, seed: int = 0, r: int
 
     path = Path(path)
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(base)
+    model = AutoModelForCausalLM.from_pretrained(base, use_safetensors=True)
     config = LoraConfig(r=r, lora_alpha=2 * r, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False)
     get_peft_model(model, config).save_pretrained(str(path))
     return path

@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from curator.errors import CuratorError
-from curator.outputs import write_json
+from curator.lm.weights import check_safetensors, first_line
+from curator.outputs import readable, write_json
 
 FOLDER = "checkpoints"
 _NAME = re.compile(r"^step-(\d+)$")
@@ -44,6 +46,7 @@ def save_checkpoint(
     save_file(_optimizer_tensors(optimizer, params), tmp / "optimizer.safetensors")
     save_file(_rng_tensors(), tmp / "rng.safetensors")
     write_json(tmp / "state.json", state)
+    readable(*tmp.iterdir())
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     for old in list_checkpoints(output)[:-keep]:
@@ -67,14 +70,14 @@ def list_checkpoints(output: Path) -> list[Path]:
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """Restore weights, optimiser and RNG from ``path``; returns its ``state.json``."""
     params = trainable(model)
-    weights = load_file(path / "trainable.safetensors")
+    weights = _read(path / "trainable.safetensors")
     names = {name for name, _ in params}
-    if set(weights) != names:
+    if set(weights) != names or any(weights[name].shape != p.shape for name, p in params):
         raise CuratorError(f"{path}: checkpoint parameters do not match this model and LoRA configuration")
     with torch.no_grad():
         for name, p in params:
             p.copy_(weights[name])
-    moments = load_file(path / "optimizer.safetensors")
+    moments = _read(path / "optimizer.safetensors")
     saved = optimizer.state_dict()
     saved["state"] = {}
     for index, (name, _) in enumerate(params):
@@ -82,8 +85,37 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
         if entry:
             saved["state"][index] = entry
     optimizer.load_state_dict(saved)
-    _restore_rng(load_file(path / "rng.safetensors"))
-    return json.loads((path / "state.json").read_text())
+    _restore_rng(_read(path / "rng.safetensors"))
+    return read_state(path)
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """A checkpoint's ``state.json`` (step, tokens, the settings' fingerprint), without its tensors."""
+    try:
+        state = json.loads((path / "state.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise CuratorError(
+            f"{path / 'state.json'}: cannot read the checkpoint ({first_line(exc)}); {_REMOVE.format(path)}"
+        ) from None
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+        raise CuratorError(f"{path / 'state.json'}: not a checkpoint's state; {_REMOVE.format(path)}")
+    return state
+
+
+_REMOVE = "remove {} to resume from the checkpoint before it"
+
+
+def _read(path: Path) -> dict[str, torch.Tensor]:
+    """A checkpoint's tensors; a file the kill or a full disk damaged is named, with what to do."""
+    try:
+        check_safetensors(path)
+        return load_file(path)
+    except CuratorError as exc:
+        raise CuratorError(f"{exc}; {_REMOVE.format(path.parent)}") from None
+    except (OSError, SafetensorError) as exc:
+        raise CuratorError(
+            f"{path}: cannot read the checkpoint ({first_line(exc)}); {_REMOVE.format(path.parent)}"
+        ) from None
 
 
 def _optimizer_tensors(

@@ -11,12 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from curator.errors import CuratorError
 from curator.formats import FORMATS
-from curator.lm.loading import DTYPES
-from curator.settings import check_bounds, setting
+from curator.lm.loading import DTYPES, NAT_CANNOT_MERGE, check_device
+from curator.settings import check_bounds, read_yaml_file, setting
 
 PACKING = ("auto", "on", "off")
 
@@ -25,6 +23,7 @@ OBJECTIVES: dict[str, str] = {
     "nce": "curator.train.objectives:NCE",
     "ranker": "curator.train.ranker:Ranker",
     "ranker-pairwise": "curator.train.ranker:PairwiseRanker",
+    "nat": "curator.train.nat:NAT",
 }
 """Objective name -> ``module:Class`` (a subclass of ``curator.train.objectives.Objective``).
 
@@ -34,6 +33,7 @@ choices, config checks) does not import torch.
 
 # Changing these between a run and its resume would silently train something else. The run's
 # length (epochs, max_steps) may change: a longer one extends the run (see loop.learning_rate).
+# An objective adds its own (Objective.fingerprint: NAT's settings and its negative adapter's content).
 RESUME_INVARIANT = (
     "model", "where", "format", "loss_on_prompt", "max_length", "objective", "teacher",
     "lora_r", "lora_alpha", "lora_dropout", "target_modules", "lr", "weight_decay",
@@ -50,9 +50,17 @@ class TrainConfig:
     are set in the YAML file (``--config``) or the API.
     """
 
-    data: str = setting(help="Curated rows: Parquet, JSONL, Arrow or a saved dataset folder.")
+    data: list[str] = setting(
+        help="Rows to train on: Parquet, JSONL, Arrow, a saved dataset folder, hf:NAME, or a build's output folder "
+        "(its curated.parquet; with the ranker objectives curated.parquet and rejected.parquet, the "
+        "positives and negatives a ranker needs); repeatable, the rows of every file in order."
+    )
     model: str = setting(help="Base model: hub name or local folder.")
     output: str = setting(help="Folder for the adapter, checkpoints, metrics.jsonl, loss.png, manifest.json.")
+    data_config: str | None = setting(
+        None, help="The config (subset) of an hf:NAME --data, e.g. main for hf:openai/gsm8k (--config is the settings file)."
+    )
+    split: str | None = setting(None, help="The split of an hf:NAME --data, e.g. train (default: its only split).")
     where: list[str] = setting(
         default_factory=list, help="Keep rows where COLUMN=VALUE (or !=, null); repeatable, all must hold."
     )
@@ -60,9 +68,23 @@ class TrainConfig:
     loss_on_prompt: bool = setting(False, help="Also learn the prompt tokens.")
     max_length: int = setting(1024, minimum=1, help="Longest sample in tokens; longer ones are truncated.")
     objective: str = setting(
-        "sft", choices=tuple(OBJECTIVES), help="sft, nce (needs --teacher), ranker or ranker-pairwise (the ASC ranker)."
+        "sft",
+        choices=tuple(OBJECTIVES),
+        help="sft; nce (needs --teacher); ranker or ranker-pairwise (the ASC ranker: rows with a 'correct' "
+        "label, both kinds, e.g. a build folder); nat (needs --negative-adapter).",
     )
-    teacher: str | None = setting(None, help="NCE teacher P: a model folder or a PEFT adapter on the same base.")
+    teacher: str | None = setting(
+        None, help="NCE teacher P: a model folder, or a PEFT or NAT adapter folder on the same base."
+    )
+    negative_adapter: str | None = setting(
+        None,
+        help="--objective nat: the frozen negative LoRA (PEFT folder), e.g. trained with "
+        "--where dropped_by=correctness on rejected.parquet.",
+    )
+    nat_width: int = 128
+    """NAT's integration width (the released code's 128)."""
+    nat_negative_dropout: bool = True
+    """Dropout on the frozen negative branch's input while training NAT, as the released code has it."""
     lora_r: int = setting(16, minimum=1, help="LoRA rank.")
     lora_alpha: int = setting(16, help="LoRA alpha: the update is scaled by alpha / r.")
     lora_dropout: float = 0.05
@@ -97,7 +119,15 @@ class TrainConfig:
         self._check()
 
     def _coerce(self) -> None:
-        """YAML reads ``3e-4`` as a string and users write ``r: "16"``; take numbers as numbers."""
+        """YAML reads ``3e-4`` as a string and users write ``r: "16"``; take numbers as numbers.
+
+        ``data`` may be one path or several.
+        """
+        if isinstance(self.data, (str, Path)):
+            self.data = [str(self.data)]
+        self.data = [str(path) for path in self.data]
+        if not self.data:
+            raise CuratorError("train: --data names no file")
         for spec in dataclasses.fields(self):
             value = getattr(self, spec.name)
             kind = float if spec.type == "float" else int if spec.type in ("int", "int | None") else None
@@ -110,6 +140,7 @@ class TrainConfig:
 
     def _check(self) -> None:
         check_bounds(self, "train")
+        check_device(self.device)
         if self.keep_checkpoints < 1:
             raise CuratorError(f"train: keep_checkpoints must be at least 1, got {self.keep_checkpoints}")
         if not 0 <= self.warmup_ratio < 1 or not 0 <= self.min_lr_ratio <= 1:
@@ -119,6 +150,16 @@ class TrainConfig:
             raise CuratorError("train: dtype float16 is not supported for training (use bfloat16 or float32)")
         if self.objective == "nce" and not self.teacher:
             raise CuratorError("train: objective 'nce' needs a teacher (--teacher MODEL_OR_ADAPTER)")
+        if (self.objective == "nat") != bool(self.negative_adapter):
+            raise CuratorError(
+                "train: objective 'nat' needs --negative-adapter DIR"
+                if self.objective == "nat"
+                else f"train: --negative-adapter is for objective 'nat', not {self.objective!r}"
+            )
+        if self.objective == "nat" and self.merge:
+            raise CuratorError(f"train: {NAT_CANNOT_MERGE}; drop --merge")
+        if self.nat_width < 1:
+            raise CuratorError(f"train: nat_width must be at least 1, got {self.nat_width}")
 
     @classmethod
     def from_sources(cls, yaml_path: str | Path | None, overrides: dict[str, Any]) -> TrainConfig:
@@ -132,8 +173,9 @@ class TrainConfig:
             raise CuratorError(f"train: missing {', '.join(missing)} (give them as options or in --config)")
         if isinstance(values.get("packing"), bool):
             values["packing"] = "on" if values["packing"] else "off"
-        if isinstance(values.get("where"), str):
-            values["where"] = [values["where"]]
+        for name in ("where", "data"):
+            if isinstance(values.get(name), str):
+                values[name] = [values[name]]
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -152,12 +194,7 @@ class TrainResult:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        loaded = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise CuratorError(f"{path}: no such file") from None
-    except yaml.YAMLError as exc:
-        raise CuratorError(f"{path}: not valid YAML ({exc})") from None
+    loaded = read_yaml_file(path, "training config")
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):

@@ -8,7 +8,10 @@ removed, a weight-0 row is exactly a row that was never there.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,7 +20,8 @@ import pyarrow.compute as pc
 
 from curator.errors import CuratorError
 from curator.formats import Example
-from curator.io import Source
+from curator.hf import dataset_input
+from curator.io import Source, row_place
 
 IGNORE = -100
 """Target id of a position that carries no loss (prompt, padding, the last input token)."""
@@ -40,7 +44,12 @@ class Sample:
 
 @dataclass
 class TrainingTable:
-    """The rows a run trains on, and what became of the others (for the manifest)."""
+    """The rows a run trains on, and what became of the others (for the manifest).
+
+    Rows may come from several files (``--data`` repeated, or a build
+    folder's curated and rejected rows); ``origins`` names them and
+    :meth:`locate` says which file and row of it a training row is.
+    """
 
     table: pa.Table
     weights: np.ndarray
@@ -48,27 +57,97 @@ class TrainingTable:
     rows_read: int
     rows_filtered: int
     rows_zero_weight: int
+    origins: tuple[str, ...] = ()
+    file_of: np.ndarray | None = None
+    row_of: np.ndarray | None = None
+
+    @property
+    def label(self) -> str:
+        """The files, for a message about all of them."""
+        return " + ".join(self.origins) or "the training data"
+
+    def locate(self, row: int) -> str:
+        """``FILE:LINE`` (JSONL) or ``FILE: row N`` (1-based, in the file as read) of training row ``row``."""
+        if self.file_of is None or self.row_of is None:
+            return f"{self.label}: row {row + 1}"
+        return row_place(Path(self.origins[self.file_of[row]]), int(self.row_of[row]) + 1)
 
 
-def read_training_table(path: str, where: list[str], columns: tuple[str, ...]) -> TrainingTable:
-    """Read ``path`` whole (training needs random access), apply ``where``, drop weight-0 rows."""
-    source = Source.open(path)
-    table = source.read_table()
+BUILD_OUTPUTS = ("curated.parquet", "rejected.parquet")
+"""What a build folder holds, in the order ``--data DIR`` reads it when an objective takes both."""
+
+
+def expand_paths(paths: str | Sequence[str], build_files: tuple[str, ...]) -> list[str]:
+    """Files to read: a build's output folder stands for ``build_files`` in it, any other path for itself."""
+    out = []
+    for path in [paths] if isinstance(paths, str) else paths:
+        folder = Path(path)
+        if not (folder / BUILD_OUTPUTS[0]).is_file():
+            out.append(str(path))
+            continue
+        if not (folder / "manifest.json").is_file():
+            raise CuratorError(f"{folder}: a build folder without manifest.json (the build did not finish)")
+        out += [str(folder / name) for name in build_files]
+    return out
+
+
+def read_training_table(
+    paths: str | Sequence[str],
+    where: list[str],
+    columns: tuple[str, ...],
+    build_files: tuple[str, ...] = BUILD_OUTPUTS[:1],
+    *,
+    dataset_config: str | None = None,
+    split: str | None = None,
+) -> TrainingTable:
+    """Read every file whole (training needs random access), apply ``where`` to each, drop weight-0 rows.
+
+    Several files are concatenated in order; a column missing from some of
+    them is null there (a build's rejected rows lack the scores of the steps
+    they never reached). A path may be ``hf:NAME`` with ``dataset_config``
+    and ``split`` (GSM8K's solutions, MATH's, a chat dataset's answers become
+    the rationales).
+    """
+    files = expand_paths(paths, build_files)
+    tables, weights, file_of, row_of, fingerprints = [], [], [], [], []
+    rows_read = rows_filtered = 0
+    for number, path in enumerate(files):
+        source = Source.open(dataset_input(path, dataset_config, split, "--data-config/--split"))
+        table = source.read_table()
+        if table.num_rows == 0:
+            raise CuratorError(f"{path}: no rows")
+        read = table.num_rows
+        chosen = np.ones(read, dtype=bool)
+        for clause in where:
+            chosen &= pc.fill_null(where_mask(table, clause, path), False).to_numpy(zero_copy_only=False)
+        for column in columns:
+            if column not in table.column_names:
+                has = ", ".join(table.column_names)
+                raise CuratorError(f"{path}: missing column '{column}' (has: {has})")
+        weight = row_weights(table, path)  # over every row, so an error names the row of the file
+        rows_read, rows_filtered = rows_read + read, rows_filtered + read - int(chosen.sum())
+        kept = np.flatnonzero(chosen & (weight > 0))
+        tables.append(table.take(pa.array(kept)))
+        weights.append(weight[kept])
+        row_of.append(kept)
+        file_of.append(np.full(len(kept), number))
+        fingerprints.append(source.fingerprint())
+    table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
     if table.num_rows == 0:
-        raise CuratorError(f"{path}: no rows")
-    rows_read = table.num_rows
-    for clause in where:
-        table = table.filter(where_mask(table, clause, path))
-    rows_filtered = rows_read - table.num_rows
-    for column in columns:
-        if column not in table.column_names:
-            raise CuratorError(f"{path}: missing column '{column}' (has: {', '.join(table.column_names)})")
-    weights = row_weights(table, path)
-    table, weights = table.filter(pa.array(weights > 0)), weights[weights > 0]
-    rows_zero_weight = rows_read - rows_filtered - table.num_rows
-    if table.num_rows == 0:
-        raise CuratorError(f"{path}: no rows left to train on after --where and weight-0 rows")
-    return TrainingTable(table, weights, source.fingerprint(), rows_read, rows_filtered, rows_zero_weight)
+        raise CuratorError(f"{' + '.join(files)}: no rows left to train on after --where and weight-0 rows")
+    joined = "+".join(fingerprints).encode()
+    fingerprint = fingerprints[0] if len(files) == 1 else hashlib.blake2b(joined, digest_size=16).hexdigest()
+    return TrainingTable(
+        table,
+        np.concatenate(weights),
+        fingerprint,
+        rows_read,
+        rows_filtered,
+        rows_read - rows_filtered - table.num_rows,
+        tuple(files),
+        np.concatenate(file_of),
+        np.concatenate(row_of),
+    )
 
 
 def where_mask(table: pa.Table, clause: str, path: str) -> pa.ChunkedArray:
@@ -96,8 +175,8 @@ def where_mask(table: pa.Table, clause: str, path: str) -> pa.ChunkedArray:
     return pc.invert(mask) if negate else mask
 
 
-def row_weights(table: pa.Table, path: str) -> np.ndarray:
-    """The ``weight`` column as float32, missing column or null meaning 1.0."""
+def row_weights(table: pa.Table, path: str, first_row: int = 1) -> np.ndarray:
+    """The ``weight`` column as float32, missing column or null meaning 1.0 (``first_row``: the table's, in the file)."""
     if "weight" not in table.column_names:
         return np.ones(table.num_rows, dtype=np.float32)
     try:
@@ -108,8 +187,8 @@ def row_weights(table: pa.Table, path: str) -> np.ndarray:
         ) from None
     weights = pc.fill_null(column, 1.0).to_numpy()
     if not np.isfinite(weights).all() or (weights < 0).any():
-        row = int(np.flatnonzero(~np.isfinite(weights) | (weights < 0))[0]) + 1
-        raise CuratorError(f"{path}: row {row}: column 'weight' must be a finite number >= 0")
+        row = int(np.flatnonzero(~np.isfinite(weights) | (weights < 0))[0]) + first_row
+        raise CuratorError(f"{row_place(Path(path), row)}: column 'weight' must be a finite number >= 0")
     return weights.astype(np.float32)
 
 

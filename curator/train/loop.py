@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,16 +25,17 @@ import numpy as np
 import torch
 
 from curator.errors import CuratorError
-from curator.lm.loading import default_device, pad_id, torch_dtype
+from curator.lm.loading import pad_id, resolve_device, torch_dtype
+from curator.outputs import output_lock
 from curator.progress import progress_bar
 from curator.train import model as models
 from curator.train.batching import collate, plan_batches
-from curator.train.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint, trainable
+from curator.train.checkpoint import list_checkpoints, load_checkpoint, read_state, save_checkpoint, trainable
 from curator.train.config import RESUME_INVARIANT, TrainConfig, TrainResult
 from curator.train.data import Sample, TrainingTable, read_training_table
 from curator.train.objectives import Objective, load_objective
 from curator.train.plot import plot_loss, read_metrics
-from curator.train.results import ADAPTER_FILES, MetricsLog, save_adapter, save_merged, write_manifest
+from curator.train.results import OUTPUTS, WEIGHT_FILES, MetricsLog, save_adapter, save_merged, write_manifest
 
 
 @dataclass
@@ -87,19 +89,20 @@ def learning_rate(config: TrainConfig, step: int, total: int) -> float:
 
 
 def prepare(config: TrainConfig) -> Run:
-    """Read and encode the data, load the model with fresh LoRA layers, build the optimiser."""
+    """Read and encode the data, load the model with the objective's fresh trainable layers, build AdamW."""
     objective = load_objective(config)
-    data = read_training_table(config.data, config.where, objective.columns)
-    device = torch.device(config.device or default_device())
+    data = read_training_table(config.data, config.where, objective.columns, objective.build_files,
+                               dataset_config=config.data_config, split=config.split)
+    device = torch.device(resolve_device(config.device))
     dtype = torch_dtype(config.dtype, device.type)  # as for scoring: bf16 on CUDA, fp32 elsewhere
     tokenizer = models.load_tokenizer(config)
     samples, truncated = objective.encode(data, tokenizer)
     if not samples:
         raise CuratorError(
-            f"{config.data}: no sample has a token left to learn (max_length {config.max_length})"
+            f"{data.label}: no sample has a token left to learn (max_length {config.max_length})"
         )
     kwargs = models.load_kwargs(config, device, dtype)
-    model = models.with_lora(models.load_base(objective, config.model, kwargs), config, objective).to(device)
+    model = objective.adapt(models.load_base(objective, config.model, kwargs)).to(device)
     packed = _packing(config, models.attention_of(model), objective.packable)
     objective.setup(models.frozen_loader(objective, config, kwargs, device))
     params = [p for _, p in trainable(model)]
@@ -117,36 +120,49 @@ def prepare(config: TrainConfig) -> Run:
 
 def run_train(config: TrainConfig, callbacks: Sequence[Callable[[dict[str, Any]], None]] = ()) -> TrainResult:
     """Train a LoRA adapter as ``config`` says; ``callbacks`` get every record written to ``metrics.jsonl``."""
+    inputs = [*config.data, config.model, config.teacher, config.negative_adapter]
+    with output_lock(config.output, "train", inputs=inputs, writes=OUTPUTS):
+        return _train(config, callbacks)
+
+
+def _train(config: TrainConfig, callbacks: Sequence[Callable[[dict[str, Any]], None]]) -> TrainResult:
     session_start = time.perf_counter()
     output = Path(config.output)
     _check_output(output, config.resume)
     run = prepare(config)
-    fingerprint = {"data": run.data.fingerprint, **{k: getattr(config, k) for k in RESUME_INVARIANT}}
+    fingerprint = {
+        "data": run.data.fingerprint,
+        **{k: getattr(config, k) for k in RESUME_INVARIANT},
+        **run.objective.fingerprint(),
+    }
     state: dict[str, Any] = {"step": 0, "tokens": 0, "wall_time_s": 0.0, "fingerprint": fingerprint}
     checkpoints = list_checkpoints(output) if config.resume else []
     if checkpoints:
+        _check_resume(read_state(checkpoints[-1])["fingerprint"], fingerprint, checkpoints[-1])
         state = load_checkpoint(checkpoints[-1], run.model, run.optimizer)
-        _check_resume(state["fingerprint"], fingerprint, checkpoints[-1])
         if state["step"] > run.total_steps:
             raise CuratorError(
                 f"{checkpoints[-1]}: cannot resume, the checkpoint is at step {state['step']}, past the "
                 f"{run.total_steps} steps this run is set to (raise --max-steps or --epochs)"
             )
         state["fingerprint"] = fingerprint
+    elif config.resume:
+        warnings.warn_explicit(f"{output}: no checkpoint to resume from; starting a new run", UserWarning, "curator", 0)
     earlier_wall = state["wall_time_s"]
 
     def wall_time() -> float:
         return earlier_wall + time.perf_counter() - session_start
 
     def save() -> None:
-        save_checkpoint(
-            output, run.model, run.optimizer, dict(state, wall_time_s=wall_time()), config.keep_checkpoints
-        )
+        saved = dict(state, wall_time_s=wall_time(), log=log.pending())
+        save_checkpoint(output, run.model, run.optimizer, saved, config.keep_checkpoints)
 
+    (output / "manifest.json").unlink(missing_ok=True)  # the outputs change from here; written last
     with progress_bar(
         run.total_steps, "train", enabled=config.progress, unit="steps", initial=state["step"]
     ) as bar:
-        log = MetricsLog(output / "metrics.jsonl", state["step"], config.log_every, run.device, callbacks, bar)
+        log = MetricsLog(output / "metrics.jsonl", state["step"], config.log_every, run.device, callbacks, bar,
+                         pending=state.pop("log", None))
         try:
             _steps(run, state, log, save)
         finally:
@@ -159,7 +175,7 @@ def run_train(config: TrainConfig, callbacks: Sequence[Callable[[dict[str, Any]]
     records = read_metrics(output / "metrics.jsonl")
     final_loss = records[-1]["loss"] if records else None
     outputs = [
-        *ADAPTER_FILES,
+        *run.objective.saved_files,
         "metrics.jsonl",
         *(["loss.png"] if wrote_plot else []),
         *(["merged/"] if config.merge else []),
@@ -211,7 +227,8 @@ def _steps(run: Run, state: dict[str, Any], log: MetricsLog, checkpoint: Callabl
         step_tokens = sum(b.tokens for b in batches)
         state["tokens"] += step_tokens
         last = state["step"] == run.total_steps
-        log.step_done(state["step"], lr, step_tokens, state["tokens"], last)
+        # The first step is always logged too, so that a run shorter than --log-every has a curve.
+        log.step_done(state["step"], lr, step_tokens, state["tokens"], last or state["step"] == 1)
         if last or (config.save_every and state["step"] % config.save_every == 0):
             checkpoint()
 
@@ -219,7 +236,8 @@ def _steps(run: Run, state: dict[str, Any], log: MetricsLog, checkpoint: Callabl
 def _data_section(run: Run) -> dict[str, Any]:
     data = run.data
     return {
-        "path": str(run.config.data),
+        "path": data.label,
+        "files": list(data.origins),
         "fingerprint": data.fingerprint,
         "where": run.config.where,
         "rows_read": data.rows_read,
@@ -253,7 +271,7 @@ def _packing(config: TrainConfig, attention: str, packable: bool) -> bool:
 
 
 def _check_output(output: Path, resume: bool) -> None:
-    if not resume and (list_checkpoints(output) or (output / ADAPTER_FILES[1]).exists()):
+    if not resume and (list_checkpoints(output) or any((output / name).exists() for name in WEIGHT_FILES)):
         raise CuratorError(f"{output}: already holds a training run (use --resume, or another --output)")
 
 

@@ -1,10 +1,12 @@
 """Training objectives: the pluggable piece of the trainer.
 
-An objective decides three things: which model class it trains
-(:meth:`Objective.load_model`, PEFT ``task_type``), how a curated row becomes
-a :class:`~curator.train.data.Sample` (:meth:`Objective.encode`), and the loss
+An objective decides four things: which model class it trains
+(:meth:`Objective.load_model`, PEFT ``task_type``), which layers are
+trained on it (:meth:`Objective.adapt`: fresh LoRA by default, NAT's two
+branches for ``nat``), how a curated row becomes a
+:class:`~curator.train.data.Sample` (:meth:`Objective.encode`), and the loss
 of a micro-batch (:meth:`Objective.loss`). The loop owns everything else
-(LoRA, optimiser, schedule, accumulation, checkpoints, logging).
+(optimiser, schedule, accumulation, checkpoints, logging).
 
 The loss returns a *sum* over loss units (target tokens for a language
 model, sequences for a classifier), and each sample's ``count`` says how many
@@ -30,8 +32,9 @@ from curator.formats import format_row
 from curator.lm.head import base_model, logit_adjustment
 from curator.train.batching import Batch
 from curator.train.config import OBJECTIVES, TrainConfig
-from curator.train.data import Sample, TrainingTable, encode_examples
+from curator.train.data import BUILD_OUTPUTS, Sample, TrainingTable, encode_examples
 from curator.train.losses import distill_kl, linear_cross_entropy
+from curator.train.results import ADAPTER_FILES
 
 
 class Objective:
@@ -41,6 +44,10 @@ class Objective:
     columns: ClassVar[tuple[str, ...]] = ("question", "rationale")
     packable: ClassVar[bool] = True
     """False for objectives that pool per sequence and so need one sample per row."""
+    build_files: ClassVar[tuple[str, ...]] = BUILD_OUTPUTS[:1]
+    """What ``--data BUILD_FOLDER`` reads: the curated rows, unless the objective learns from both kinds."""
+    saved_files: ClassVar[tuple[str, ...]] = ADAPTER_FILES
+    """What :meth:`adapt`'s model writes with ``save_pretrained``."""
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
@@ -49,6 +56,16 @@ class Objective:
         from transformers import AutoModelForCausalLM
 
         return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+
+    def adapt(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model with its trainable layers: fresh LoRA (PEFT), seeded by ``config.seed``."""
+        from curator.train.model import with_lora
+
+        return with_lora(model, self.config, self)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What a resume must find unchanged besides the settings (e.g. a frozen branch's content)."""
+        return {}
 
     def setup(self, load: Callable[[str], torch.nn.Module]) -> None:
         """Load what the loss needs besides the trained model; ``load(path)`` gives a frozen model on the device."""
@@ -120,8 +137,9 @@ class SFT(CausalLM):
 class NCE(CausalLM):
     """Dust into Gold's NCE: ``0.5·CE + 0.5·Σ (0.5 + β_n) KL(P ‖ student)`` per token (METHODS §3.7).
 
-    P is the teacher (``--teacher``: a model, or a PEFT adapter on the
-    student's base). β is the row's ``nce_beta`` from the ``nce_kl`` filter.
+    P is the teacher (``--teacher``: a model, or a PEFT or NAT adapter
+    on the student's base; Dust into Gold's P is the NAT model). β is the
+    row's ``nce_beta`` from the ``nce_kl`` filter.
     As in the official code the CE half is unweighted: the filter's
     ``weight = 0.5 + β`` is what this objective applies to the distillation half.
     """
@@ -135,10 +153,8 @@ class NCE(CausalLM):
     def values(self, data: TrainingTable) -> dict[str, np.ndarray]:
         beta = data.table.column("nce_beta")
         if beta.null_count:
-            row = int(pc.index(pc.is_null(beta), True).as_py()) + 1
-            raise CuratorError(
-                f"{self.config.data}: row {row}: 'nce_beta' is null (run the nce_kl filter first)"
-            )
+            row = int(pc.index(pc.is_null(beta), True).as_py())
+            raise CuratorError(f"{data.locate(row)}: 'nce_beta' is null (run the nce_kl filter first)")
         return {"nce_beta": pc.cast(beta, "float32").to_numpy()}
 
     def loss(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor:

@@ -7,7 +7,9 @@ the ``reward_model`` filter encodes it, so the trained ranker (its
 ``correct`` column: a build with a ``correctness`` step gives 1 to the rows
 it kept (curated, or dropped later by another step) and 0 to the rows it
 dropped (``dropped_by = correctness``); rows that never reached the step
-(``correct`` null) are left out. Train on curated and rejected rows together.
+(``correct`` null) are left out. Train on curated and rejected rows together:
+``--data`` a build's output folder reads both, or name the files one by one
+(``--data curated.parquet --data rejected.parquet``).
 
 - ``ranker``: ``Σ_n w_n (s_n − y_n)²`` (MSE, the paper's ranker).
 - ``ranker-pairwise``: the released code's ``(1 − s_pos)³ + s_neg³``. Its
@@ -28,7 +30,7 @@ from curator.errors import CuratorError
 from curator.lm.loading import give_pad_id
 from curator.lm.pairs import encode_pairs
 from curator.train.batching import Batch
-from curator.train.data import IGNORE, Sample, TrainingTable
+from curator.train.data import BUILD_OUTPUTS, IGNORE, Sample, TrainingTable
 from curator.train.objectives import Objective
 
 
@@ -38,6 +40,7 @@ class Ranker(Objective):
     task_type: ClassVar[str] = "SEQ_CLS"
     columns: ClassVar[tuple[str, ...]] = ("question", "rationale", "correct")
     packable: ClassVar[bool] = False
+    build_files: ClassVar[tuple[str, ...]] = BUILD_OUTPUTS
 
     def load_model(self, path: str, **kwargs: Any) -> torch.nn.Module:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -57,12 +60,15 @@ class Ranker(Objective):
         labelled = pc.is_valid(labels).to_numpy(zero_copy_only=False)
         if not labelled.any():
             raise CuratorError(
-                f"{self.config.data}: no row has a 'correct' label (run a build with a correctness step)"
+                f"{data.label}: no row has a 'correct' label (run a build with a correctness step)"
             )
         label = pc.fill_null(labels, False).to_numpy(zero_copy_only=False).astype(np.float32)
         if label[labelled].min() == label[labelled].max():
             kind = "correct" if label[labelled][0] else "incorrect"
-            raise CuratorError(f"{self.config.data}: every labelled row is {kind}; a ranker needs both kinds")
+            raise CuratorError(
+                f"{data.label}: every labelled row is {kind}; a ranker needs both kinds "
+                "(give a build folder, or its curated and rejected files, as --data)"
+            )
         rows = np.flatnonzero(labelled)
         questions = table.column("question").take(rows).to_pylist()
         rationales = table.column("rationale").take(rows).to_pylist()

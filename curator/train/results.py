@@ -12,17 +12,24 @@ from typing import Any
 
 import torch
 
-from curator.outputs import package_versions, write_json
+from curator.lm.loading import NAT_FILES
+from curator.outputs import package_versions, readable, write_json
 from curator.train.plot import read_metrics
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+WEIGHT_FILES = (ADAPTER_FILES[1], NAT_FILES[1])
+"""A finished run's weights, PEFT's or NAT's: an output folder holding one is taken."""
+OUTPUTS = (*ADAPTER_FILES, *NAT_FILES, "metrics.jsonl", "loss.png", "manifest.json")
+"""The files a run writes in its output folder (beside ``checkpoints/`` and ``merged/``)."""
 
 
 class MetricsLog:
     """``metrics.jsonl``: one record per logged step, averaged over the steps since the last one.
 
     Losses stay on the device between records, so logging costs one sync per
-    record rather than one per micro-batch.
+    record rather than one per micro-batch. A checkpoint keeps what was summed
+    since the last record (:meth:`pending`), so the first record after a
+    resume averages the same steps an uninterrupted run's does.
     """
 
     def __init__(
@@ -33,6 +40,7 @@ class MetricsLog:
         device: torch.device,
         callbacks: Sequence[Callable[[dict[str, Any]], None]],
         bar: Any,
+        pending: dict[str, Any] | None = None,
     ) -> None:
         # Records written after the checkpoint we resume from are redone, so drop them.
         kept = [r for r in read_metrics(path) if r["step"] <= resumed_step]
@@ -42,6 +50,9 @@ class MetricsLog:
         self.every, self.callbacks, self.bar = every, callbacks, bar
         self.loss = torch.zeros((), device=device)
         self.steps = self.tokens = 0
+        if pending:
+            self.loss += float(pending["loss"])
+            self.steps, self.tokens = int(pending["steps"]), int(pending["tokens"])
         self.start = time.perf_counter()
         self.last_loss: float | None = None
 
@@ -74,16 +85,24 @@ class MetricsLog:
         self.steps = self.tokens = 0
         self.start = time.perf_counter()
 
+    def pending(self) -> dict[str, Any]:
+        """The loss summed, and the steps and tokens counted, since the last record."""
+        return {"loss": self.loss.item(), "steps": self.steps, "tokens": self.tokens}
+
     def close(self) -> None:
         self.file.close()
 
 
 def save_adapter(model: Any, output: Path) -> None:
-    """PEFT's own layout (what ``PeftModel.from_pretrained`` and vLLM load), renamed into place whole."""
+    """The model's own layout, renamed into place whole.
+
+    PEFT's (what ``PeftModel.from_pretrained`` and vLLM load), or NAT's.
+    """
     tmp = output / ".adapter.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     for name in os.listdir(tmp):
+        readable(tmp / name)  # safetensors writes through a 0600 temporary file
         os.replace(tmp / name, output / name)
     tmp.rmdir()
 
@@ -94,6 +113,7 @@ def save_merged(model: Any, tokenizer: Any, folder: Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     model.merge_and_unload().save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
+    readable(*tmp.iterdir())
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
 

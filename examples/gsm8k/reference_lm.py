@@ -91,12 +91,13 @@ def train(output: Path, *, steps: int, batch_size: int, max_length: int, seed: i
 
 def validation_loss(model_dir: Path) -> float:
     """L_v as ``ds_weight`` computes it, through the library's own scoring layer."""
+    from curator.formats import natural_texts
     from curator.lm.loading import load_causal_lm
     from curator.lm.scoring import score_texts
-    from curator_plugins.ds_weight import read_validation_set, sample_texts
+    from curator_plugins.ds_weight import read_validation_set
 
     lm = load_causal_lm(str(model_dir), device="cpu")
-    prompts, completions = sample_texts(*read_validation_set(HERE / "valid.jsonl"))
+    prompts, completions = natural_texts(*read_validation_set(HERE / "valid.jsonl"))
     return float(score_texts(lm, prompts, completions, span="all", max_length=400).mean_nll.mean())
 
 

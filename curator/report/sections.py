@@ -1,0 +1,259 @@
+"""The report's sections about recipes and models: what each kept, what the data cost, how models did."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from curator.report import figures
+from curator.report.analysis import BASE_MODEL, NO_FILTER, RecipeSummary
+from curator.report.document import Block, Cell, Figure, Link, Section, Table, Text, number
+from curator.report.outcomes import Comparison
+from curator.report.provenance import (
+    EVAL_SETTINGS,
+    TRAIN_SETTINGS,
+    Generation,
+    TrainingRun,
+    read_json,
+    shared_settings,
+)
+from curator.report.significance import PairedTest
+from curator.task import Task
+
+
+def recipes_section(
+    comparison: Comparison,
+    base: RecipeSummary,
+    summaries: list[RecipeSummary],
+    accuracy: Mapping[str, Mapping[str, Any]],
+    task: Task | None,
+    weighted: bool,
+) -> Section:
+    labels = (
+        f"Correctness from the task '{task.name}' comparing answer to reference."
+        if comparison.correct is not None and task is not None
+        else "No references: precision and recall are not available."
+    )
+    headers = ["recipe", "rows kept", "questions kept", "share of input"]
+    headers += ["mean weight"] if weighted else []
+    headers += ["precision", "recall"]
+    headers += ["accuracy (95% CI)"] if accuracy else []
+    rows = []
+    for s in (base, *summaries):
+        row = [s.name, f"{s.rows_kept}", f"{s.questions_kept}", number(s.share_kept)]
+        row += [number(s.mean_weight)] if weighted else []
+        row += [number(s.precision), number(s.recall)]
+        row += [accuracy_cell(accuracy.get(s.name))] if accuracy else []
+        rows.append(row)
+    steps = Table(
+        ["recipe", "steps (filter: rows kept / rows in)"],
+        [[NO_FILTER, "(every candidate)"]]
+        + [[name, _steps_cell(m)] for name, m in zip(comparison.names, comparison.manifests, strict=True)],
+    )
+    blocks: list[Block] = [
+        Text(
+            f"{base.rows_in} candidate rows over {base.questions_in} questions. {labels} "
+            f"'{NO_FILTER}' keeps every candidate. Precision: share of the kept rows that are correct; "
+            "recall: share of all correct candidates that are kept."
+            + ("" if weighted else " No step sets weights (every kept row weighs 1).")
+        ),
+        Table(headers, rows),
+        steps,
+    ]
+    warnings = [
+        f"{name}, step {step.get('step')}: {warning}"
+        for name, manifest in zip(comparison.names, comparison.manifests, strict=True)
+        for step in manifest.get("steps", [])
+        for warning in step.get("warnings", [])
+    ]
+    if warnings:
+        blocks.append(Text("Build warnings: " + "; ".join(warnings)))
+    return Section("Recipes", blocks)
+
+
+def accuracy_cell(metrics: Mapping[str, Any] | None) -> str:
+    if not metrics:
+        return "—"
+    if metrics.get("accuracy") is None:
+        return "n/a (no rows kept)" if metrics.get("skipped") else "—"
+    low, high = metrics.get("ci95", (None, None))
+    return f"{number(metrics.get('accuracy'))} [{number(low)}, {number(high)}]"
+
+
+def _steps_cell(manifest: Mapping[str, Any]) -> str:
+    steps = manifest.get("steps", [])
+    if not steps:
+        return "(no filters)"
+    return " → ".join(f"{s.get('step')}: {s.get('rows_kept')}/{s.get('rows_in')}" for s in steps)
+
+
+def candidates_section(generation: Generation, base: RecipeSummary, summaries: list[RecipeSummary]) -> Section:
+    """What generating the candidates took, and what each kept row cost (every candidate's, for no filter)."""
+    settings, counts, usage = generation.settings, generation.counts, generation.usage
+    facts = [
+        (key, str(settings[key]))
+        for key in ("model", "backend", "prompt", "n", "temperature", "max_tokens")
+        if settings.get(key) is not None
+    ]
+    facts += [(key, f"{counts[key]:,}") for key in ("questions", "rows", "failed") if counts.get(key) is not None]
+    facts += [(f"{key.replace('_', ' ')}", f"{usage[key]:,}") for key in ("requests", "prompt_tokens",
+              "completion_tokens") if usage.get(key) is not None]  # fmt: skip
+    cost = usage.get("cost_usd")
+    if cost is not None:
+        facts.append(("cost (USD)", f"{cost:.4f}"))
+    per_row = []
+    completion = usage.get("completion_tokens")
+    for s in (base, *summaries):
+        row = [s.name, f"{s.rows_kept}"]
+        row.append(number(completion / s.rows_kept, 1) if completion is not None and s.rows_kept else "—")
+        if cost is not None:
+            row.append(number(cost / s.rows_kept, 6) if s.rows_kept else "—")
+        per_row.append(row)
+    headers = ["recipe", "rows kept", "completion tokens per kept row"]
+    headers += ["USD per kept row"] if cost is not None else []
+    return Section(
+        "Candidates",
+        [
+            Text(
+                f"Generated by curator generate ({generation.manifest_path}); tokens and cost over every run "
+                "that wrote the candidates file." + ("" if cost is not None else " No prices were given.")
+            ),
+            Table(["generation", "value"], [list(f) for f in facts]),
+            Text("Every candidate was paid for; what a curated row cost is the total over the rows kept."),
+            Table(headers, per_row),
+        ],
+    )
+
+
+def _trained_on(name: str, metrics: Mapping[str, Any]) -> str:
+    if name == BASE_MODEL:
+        return "nothing (no adapter)"
+    if metrics.get("skipped"):
+        return "nothing: no rows kept"
+    return "every candidate" if name == NO_FILTER else "its kept rows"
+
+
+def evaluation_sections(accuracy: Mapping[str, Mapping[str, Any]], paired: Sequence[PairedTest]) -> list[Section]:
+    """Accuracy of every model beside the base model's, and the paired tests between them."""
+    base = accuracy.get(BASE_MODEL, {}).get("accuracy")
+    against_base = {t.second: t for t in paired if t.first == BASE_MODEL}
+    rows = []
+    for name, metrics in accuracy.items():
+        value = metrics.get("accuracy")
+        delta = value - base if value is not None and base is not None and name != BASE_MODEL else None
+        test = against_base.get(name)
+        rows.append([
+            name,
+            _trained_on(name, metrics),
+            accuracy_cell(metrics),
+            f"{metrics['correct']}/{metrics['questions']}" if {"correct", "questions"} <= metrics.keys() else "—",
+            f"{delta:+.3f}" if delta is not None else "—",
+            f"{test.p_value:.3g}" if test else "—",
+        ])  # fmt: skip
+    sections = [
+        Section(
+            "Accuracy",
+            [
+                Text(
+                    "Every model is evaluated on the same test questions. 95% CI: Wilson interval. "
+                    "McNemar p: the exact two-sided test on the questions where the base model and "
+                    "the adapter disagree (see the paired tests below)."
+                ),
+                Table(["model", "trained on", "accuracy (95% CI)", "correct", "vs base model", "McNemar p"], rows),
+            ],
+        )
+    ]
+    if paired:
+        sections.append(_paired_section(paired))
+    return sections
+
+
+def _paired_section(paired: Sequence[PairedTest]) -> Section:
+    return Section(
+        "Paired tests",
+        [
+            Text(
+                "Each pair of models on the questions both answered. Only the questions one gets right and "
+                "the other wrong tell them apart; McNemar's exact test (two-sided) asks whether those split "
+                "evenly: p = min(1, 2·P(X ≤ min(b, c))), X ~ Binomial(b + c, 1/2). A small p says the "
+                "difference is unlikely to be chance; overlapping CIs do not say it is."
+            ),
+            Table(
+                ["A", "B", "questions", "both right", "only A right (b)", "only B right (c)", "neither", "p"],
+                [
+                    [t.first, t.second, f"{t.questions}", f"{t.both}", f"{t.first_only}", f"{t.second_only}",
+                     f"{t.neither}", f"{t.p_value:.3g}"]
+                    for t in paired
+                ],  # fmt: skip
+            ),
+        ],
+    )
+
+
+def training_section(
+    accuracy: Mapping[str, Mapping[str, Any]], runs: Sequence[TrainingRun], out: Path
+) -> Section | None:
+    """How each adapter was trained and evaluated, with links to its folder and loss curve."""
+    if not runs:
+        return None
+    configs = [run.config for run in runs]
+    evaluations = [
+        (read_json(Path(m["predictions"]).parent / "metrics.json") or {}).get("config", {})
+        for m in accuracy.values()
+        if m.get("predictions")
+    ]
+    settings = [[f"train: {k}", v] for k, v in shared_settings(configs, TRAIN_SETTINGS)]
+    settings += [[f"eval: {k}", v] for k, v in shared_settings(evaluations, EVAL_SETTINGS)]
+    table: list[list[Cell]] = []
+    blocks: list[Block] = []
+    for run in runs:
+        data = run.manifest.get("data", {})
+        curve = run.loss_curve
+        table.append([
+            run.name,
+            f"{data.get('samples', '—')}",
+            f"{run.manifest.get('steps', '—')}",
+            f"{run.manifest.get('tokens_seen', '—')}",
+            number(run.manifest.get("final_loss"), 4),
+            number(run.manifest.get("wall_time_s"), 1),
+            Link("adapter", _relative(run.adapter, out) + "/"),
+            Link("loss.png", _relative(curve, out)) if curve else "—",
+        ])  # fmt: skip
+        if curve:
+            blocks.append(Figure(f"loss-{_safe(run.name)}", curve.read_bytes(), f"training loss: {run.name}"))
+    return Section(
+        "Training",
+        [
+            Text("The settings every adapter was trained and evaluated with (a '/' lists values that differ)."),
+            Table(["setting", "value"], settings),
+            Table(
+                ["adapter", "samples", "steps", "tokens seen", "final loss", "wall time (s)", "folder", "loss curve"],
+                table,
+            ),
+            *blocks,
+        ],
+    )
+
+
+def _relative(path: Path, out: Path) -> str:
+    return Path(os.path.relpath(path.resolve(), out.resolve())).as_posix()
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+
+
+def overlap_section(names: list[str], matrix: np.ndarray) -> Section:
+    return Section(
+        "Overlap of kept sets",
+        [
+            Text("Jaccard index |A ∩ B| / |A ∪ B| of the rows each pair of recipes kept."),
+            Table(["recipe", *names], [[a, *[number(v) for v in matrix[i]]] for i, a in enumerate(names)]),
+            Figure("jaccard", figures.jaccard_matrix(names, matrix), "Jaccard overlap of kept rows"),
+        ],
+    )
