@@ -109,6 +109,7 @@ def test_loading_a_model_on_the_cpu_chooses_and_the_build_manifest_says_so(fresh
     from curator.build.local import LocalExecutor
     from curator.lm.loading import load_causal_lm
 
+    fresh_choice.set_num_threads(2)
     executor = LocalExecutor()
     assert "torch_threads" not in executor.describe()
     monkeypatch.setattr(threads, "cpu_allowance", lambda: (1.0, "cgroup quota"))
