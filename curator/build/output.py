@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curator.build.background import Worker
+from curator.background import Worker
 from curator.build.step_scores import ROW, StepScores
 from curator.outputs import write_json
 

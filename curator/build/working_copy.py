@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
-from curator.build.background import Worker, prefetched
+from curator.background import Worker, prefetched
 from curator.build.fingerprints import code_fingerprint
 from curator.build.phases import Phases
 from curator.build.row_keys import row_hashes, schema_digest, value_hashes

@@ -1,8 +1,9 @@
-"""Overlapping a build's reading and writing with its computing, in one background thread each.
+"""Work in one background thread, overlapped with the caller's: a producer of items, or a queue of calls.
 
-Arrow's readers, writers and kernels release the GIL, so on two cores a
-batch can be decoded or written while the next is parsed or hashed. Each
-helper keeps order, holds at most ``depth`` batches in its queue (memory
+A build reads and writes in such threads (Arrow's readers, writers and
+kernels release the GIL, so on two cores a batch can be decoded or written
+while the next is parsed or hashed); ``generate`` runs its event loop in one.
+Each helper keeps order, holds at most ``depth`` entries in its queue (memory
 stays a few batches), re-raises a failure in the calling thread, and stops
 its thread when the caller is done or fails.
 """
@@ -21,6 +22,16 @@ _POLL = 0.1  # seconds between checks, by a blocked thread, that the other side 
 
 def prefetched(items: Iterable[T], depth: int = 2) -> Iterator[T]:
     """``items`` in order, produced by a background thread up to ``depth`` ahead of the caller."""
+    return handed_over(lambda put: all(put(item) for item in items), depth=depth, name="curator-prefetch")
+
+
+def handed_over(produce: Callable[[Callable[[T], bool]], Any], *, depth: int, name: str) -> Iterator[T]:
+    """What ``produce`` hands to ``put`` in a background thread, in order, as the caller asks for it.
+
+    ``put`` returns False once the caller has stopped (finished early or
+    failed): ``produce`` should then return. A failure in ``produce`` is
+    raised in the caller's thread.
+    """
     ready: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
@@ -33,16 +44,14 @@ def prefetched(items: Iterable[T], depth: int = 2) -> Iterator[T]:
                 continue
         return False
 
-    def produce() -> None:
+    def run() -> None:
         try:
-            for item in items:
-                if not put(("item", item)):
-                    return
+            produce(lambda item: put(("item", item)))
             put(("end", None))
         except BaseException as exc:  # handed to the caller, which re-raises it
             put(("error", exc))
 
-    thread = threading.Thread(target=produce, name="curator-prefetch", daemon=True)
+    thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     try:
         while True:
