@@ -12,6 +12,11 @@ rows at a time. Both score every token of ``Q: {question}\\nA: {rationale}``
     python bench/bench_scoring.py                 # CPU: a small random Llama, 32k vocabulary
     python bench/bench_scoring.py --device cuda   # GPU: a random Llama of 1B size, bf16, with MFU
 
+On a CPU, torch's threads are chosen as the commands choose them
+(:func:`curator.lm.threads.choose_threads`; ``OMP_NUM_THREADS`` overrides), and
+each way's model FLOP/s is reported against this CPU's fp32 GEMM peak,
+measured in the same run (:func:`gemm_peak_flops`).
+
 Rounds alternate between the two ways so that load from other processes
 hits both alike; tokens/s is the median round, the ratio the median of the
 per-round ratios.
@@ -93,6 +98,16 @@ def flops_per_pass(model, lengths: np.ndarray) -> float:
     return 2.0 * body * lengths.sum() + attention + 2.0 * head * (lengths - 1).sum()
 
 
+def gemm_peak_flops(size: int = 2048, repeats: int = 5) -> float:
+    """This CPU's fp32 matmul FLOP/s with the current threads: the best of ``repeats`` square products."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)  # warm-up
+    best = min(timed(lambda: torch.mm(a, b), "cpu") for _ in range(repeats))
+    return 2.0 * size**3 / best
+
+
 def timed(fn, device: str) -> float:
     import torch
 
@@ -134,6 +149,14 @@ def main() -> None:
     model = build_model(size, args.device, args.dtype)
     lm = LoadedModel(model, tokenizer, args.device)
     tokens = int(lengths.sum())
+    cpu_peak = None
+    if not gpu:
+        from curator.lm.threads import choose_threads
+
+        chosen = choose_threads()
+        cpu_peak = gemm_peak_flops()
+        print(f"CPU threads {chosen['threads']} (from {chosen['from']}); fp32 GEMM peak {cpu_peak / 1e9:.1f} GFLOP/s "
+              f"(2048^3 matmul, best of 5)")
     print(f"device {args.device} ({torch.cuda.get_device_name() if gpu else f'{torch.get_num_threads()} threads'}), "
           f"model {size} {model.dtype}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params, "
           f"vocab {model.config.vocab_size}")
@@ -156,7 +179,7 @@ def main() -> None:
             seconds[name].append(timed(fn, args.device))
     difference = float(np.max(np.abs(results["naive"] - results["scoring"])))
     print(f"max |mean NLL difference| {difference:.2e}; load average {os.getloadavg()[0]:.1f}")
-    print(f"{'way':28s} {'tokens/s':>10s} {'vs naive':>9s}" + ("  MFU" if gpu else ""))
+    print(f"{'way':28s} {'tokens/s':>10s} {'vs naive':>9s}" + ("  MFU" if gpu else "  GFLOP/s  of GEMM peak"))
     peak = args.peak_tflops or next((v for k, v in PEAK_BF16_TFLOPS.items() if gpu and k in torch.cuda.get_device_name()), None)
     flops = flops_per_pass(model, lengths)
     for name, times in seconds.items():
@@ -164,6 +187,9 @@ def main() -> None:
         # Per-round ratios: a round runs both ways back to back, so outside load cancels best.
         ratio = statistics.median(n / t for n, t in zip(seconds["naive"], times, strict=True))
         mfu = f"  {flops / statistics.median(times) / (peak * 1e12):.1%}" if gpu and peak else ""
+        if cpu_peak:
+            achieved = flops / statistics.median(times)
+            mfu = f"  {achieved / 1e9:7.1f}  {achieved / cpu_peak:11.1%}"
         print(f"{name:28s} {rate:10.0f} {ratio:8.2f}x{mfu}")
 
 
