@@ -1,11 +1,17 @@
-"""Model-free curation throughput and memory: curator vs HF ``datasets``, same data, same run.
+"""Model-free curation throughput and memory: curator vs polars, duckdb (and HF ``datasets``), same data, same run.
 
 Synthetic candidates (4-16 per question, rationales drawn from the real GPT-3
 GSM8K solutions shipped in examples/, final answers varied per group) go
-through answer parsing + correctness + majority_vote + entropy, once with
-``curator build`` and once written the obvious good way with ``datasets``
-(batched ``map``/``filter``, per-row parsing with the same task). Then peak
-RSS of a build at 1M and 4M rows, each in a fresh process.
+through answer parsing + correctness + majority_vote + entropy, Parquet in,
+curated and rejected Parquet out: with ``curator build`` (fresh cache) and
+with each peer written as well as we could (``filter_peers``; install them
+with ``pip install -e '.[bench]'``). Each run is a fresh process; the tools
+take turns, ``--repeat`` times, and medians are reported with curator's
+speed-up over each (median of the paired ratios), the check that each peer
+wrote the same split (every column of every row), and the share of the
+build's time spent on what makes it resumable (see
+:mod:`curator.build.phases`). Then peak RSS of a build at 1M and 4M rows,
+each in a fresh process.
 
 With ``--executor ray``: the same build on the same rows with the local
 executor and with the Ray executor (a local Ray started inside a fresh
@@ -13,7 +19,7 @@ network namespace, see :mod:`curator.testing.ray_sandbox`), each in a fresh
 process: rows/s, Ray's start-up, and peak memory (PSS summed over the
 process tree, sampled, so Ray's servers and workers count), and the ratios.
 
-    python bench/bench_filters.py [--rows 1000000] [--big-rows 4000000]
+    python bench/bench_filters.py [--rows 1000000] [--big-rows 4000000] [--repeat 3] [--peers polars,duckdb,datasets]
     python bench/bench_filters.py --executor ray [--rows 1000000]
 """
 
@@ -21,12 +27,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -81,35 +87,6 @@ def run_curator(path: Path, work: Path, executor: str = "local") -> tuple[float,
     return time.perf_counter() - started, result.manifest["rows_out"]
 
 
-def run_datasets(path: Path, work: Path) -> tuple[float, int]:
-    import datasets
-
-    from curator.plugins import get_registry
-
-    datasets.disable_progress_bars()
-    task = get_registry().task("gsm8k")
-    started = time.perf_counter()
-    ds = datasets.Dataset.from_parquet(str(path), cache_dir=str(work / "hf"))
-    ds = ds.map(lambda b: {"answer": [task.extract(t) for t in b["rationale"]],
-                           "reference": [task.normalize_reference(r) for r in b["reference"]]}, batched=True)
-    ds = ds.map(lambda b: {"correct": [task.equal(a, r) for a, r in zip(b["answer"], b["reference"])]}, batched=True)
-    ds = ds.filter(lambda b: b["correct"], batched=True)
-    by_id: dict[str, Counter] = {}
-    for batch in ds.select_columns(["id", "answer"]).iter(batch_size=65536):
-        for i, a in zip(batch["id"], batch["answer"]):
-            if a is not None:
-                by_id.setdefault(i, Counter())[a] += 1
-    vote = {i: c.most_common(1)[0][0] for i, c in by_id.items()}
-    entropy = {i: -sum(n / sum(c.values()) * math.log(n / sum(c.values())) for n in c.values())
-               for i, c in by_id.items()}
-    ds = ds.map(lambda b: {"vote_answer": [vote.get(i) for i in b["id"]],
-                           "answer_entropy": [entropy.get(i) for i in b["id"]]}, batched=True)
-    ds = ds.filter(lambda b: [a == v for a, v in zip(b["answer"], b["vote_answer"])], batched=True)
-    ds = ds.filter(lambda b: [h is not None and h < 0.7 for h in b["answer_entropy"]], batched=True)
-    ds.to_parquet(str(work / "hf_curated.parquet"))
-    return time.perf_counter() - started, ds.num_rows
-
-
 def peak_rss_of_build(path: Path) -> float:
     """Peak RSS (MiB) of a fresh process that runs the build.
 
@@ -124,15 +101,102 @@ def peak_rss_of_build(path: Path) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def compare_speed(data: Path, rows: int, work: Path) -> None:
-    ours, kept = run_curator(data, work / "curator")
-    theirs, kept_hf = run_datasets(data, work / "datasets")
-    print(f"rows: {rows}")
-    print(f"curator build : {rows / ours:,.0f} rows/s ({ours:.1f} s, {kept} kept)")
-    print(f"HF datasets   : {rows / theirs:,.0f} rows/s ({theirs:.1f} s, {kept_hf} kept)")
-    print(f"speed-up      : {theirs / ours:.2f}x (target >= 3x)")
-    if kept != kept_hf:
-        print(f"WARNING: kept rows differ ({kept} vs {kept_hf})")
+PEERS = {"polars": "run_polars", "duckdb": "run_duckdb", "datasets": "run_datasets"}
+TARGETS = {"polars": 1.2}
+"""curator build's speed over each peer's that the issue sets as a target."""
+
+
+def timed_tool(tool: str, data: Path, out: Path) -> dict:
+    """Run one tool in this (fresh) process: seconds end to end, CPU seconds, rows kept, the build's phases."""
+    if tool == "curator":
+        from curator.build import parse_recipe, run_build
+
+        recipe = parse_recipe({"input": str(data), "task": "gsm8k", "filters": RECIPE, "output": str(out / "out"),
+                               "cache": str(out / "cache")}, base_dir=out)
+        started, cpu = time.perf_counter(), time.process_time()
+        result = run_build(recipe, progress=False)
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        return {"seconds": seconds, "cpu": cpu, "kept": result.manifest["rows_out"],
+                "phases": result.manifest.get("phases", {})}
+    import filter_peers
+
+    run = getattr(filter_peers, PEERS[tool])
+    if tool == "polars":
+        import polars  # noqa: F401  (imported before the clock starts, as curator's modules are)
+    elif tool == "duckdb":
+        import duckdb  # noqa: F401
+    started, cpu = time.perf_counter(), time.process_time()
+    kept = run(data, out)
+    return {"seconds": time.perf_counter() - started, "cpu": time.process_time() - cpu, "kept": kept}
+
+
+def run_child(tool: str, data: Path, out: Path) -> dict:
+    argv = [sys.executable, str(Path(__file__).resolve()), "--child-tool", tool, "--data", str(data), "--out", str(out)]
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{tool} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def differences(ours: Path, theirs: Path) -> dict[str, int]:
+    """Values that differ, per output file and column (row counts first); empty when the split is the same."""
+    found: dict[str, int] = {}
+    for name in ("curated", "rejected"):
+        mine, peer = pq.read_table(ours / f"{name}.parquet"), pq.read_table(theirs / f"{name}.parquet")
+        if mine.num_rows != peer.num_rows or mine.schema.names != peer.schema.names:
+            found[f"{name}: rows or columns"] = abs(mine.num_rows - peer.num_rows) or 1
+            continue
+        for column in mine.schema.names:
+            a = mine.column(column).combine_chunks()
+            b = peer.column(column).cast(a.type).combine_chunks()
+            same = pc.or_(pc.fill_null(pc.equal(a, b), False), pc.and_(pc.is_null(a), pc.is_null(b)))
+            count = len(a) - pc.sum(same.cast(pa.int64())).as_py() if len(a) else 0
+            if count:
+                found[f"{name}.{column}"] = count
+    return found
+
+
+def compare_speed(data: Path, rows: int, work: Path, peers: list[str], repeat: int) -> None:
+    """Each tool in a fresh process, interleaved, ``repeat`` times; medians, ratios and the equality check."""
+    from curator.build.phases import RESUME
+
+    runs: dict[str, list[dict]] = {tool: [] for tool in ["curator", *peers]}
+    checked: dict[str, dict[str, int]] = {}
+    for rep in range(repeat):
+        for tool in runs:
+            out = work / f"{tool}-{rep}"
+            runs[tool].append(run_child(tool, data, out))
+            if rep == 0 and tool != "curator":
+                checked[tool] = ({} if tool == "datasets" else differences(work / "curator-0" / "out", out))
+            if rep or tool != "curator":
+                shutil.rmtree(out, ignore_errors=True)
+        print(f"repetition {rep + 1}: " + ", ".join(f"{t} {r[-1]['seconds']:.1f} s" for t, r in runs.items()),
+              flush=True)
+    shutil.rmtree(work / "curator-0", ignore_errors=True)
+    ours = runs["curator"]
+    print(f"rows: {rows:,}; {repeat} interleaved repetitions, each tool in a fresh process; medians")
+    print(f"{'tool':14} {'rows/s':>9} {'seconds':>8} {'cpu s':>6} {'kept':>8}  curator ÷ tool")
+    for tool, results in runs.items():
+        seconds = statistics.median(r["seconds"] for r in results)
+        cpu = statistics.median(r["cpu"] for r in results)
+        ratio = "" if tool == "curator" else f"{statistics.median(t['seconds'] / o['seconds'] for t, o in zip(results, ours)):.2f}x"
+        target = f" (target >= {TARGETS[tool]}x)" if tool in TARGETS else ""
+        print(f"{tool:14} {rows / seconds:9,.0f} {seconds:8.2f} {cpu:6.2f} {results[0]['kept']:8}  {ratio}{target}")
+    for tool, found in checked.items():
+        if tool == "datasets":
+            same = runs[tool][0]["kept"] == ours[0]["kept"]
+            print(f"datasets: curated rows only, {'the same count' if same else 'A DIFFERENT COUNT'} of rows kept")
+        elif found:
+            print(f"{tool}: DIFFERENT from curator build: {found}")
+        else:
+            print(f"{tool}: the same split as curator build: 0 differences in every column on all {rows:,} rows")
+    for kind, label in (("wall", "wall s"), ("cpu", "CPU s of the build's thread")):
+        medians = {n: statistics.median(r["phases"][kind].get(n, 0.0) for r in ours) for n in ours[0]["phases"][kind]}
+        print(f"curator build phases ({label}, median): " + ", ".join(f"{n} {v:.2f}" for n, v in medians.items()))
+    wall = statistics.median(sum(r["phases"]["wall"].get(n, 0.0) for n in RESUME) / r["seconds"] for r in ours)
+    cpu = statistics.median(sum(r["phases"]["cpu"].get(n, 0.0) for n in RESUME) / r["cpu"] for r in ours)
+    print(f"resumability ({', '.join(RESUME)}): {wall:.1%} of the build's wall time, {cpu:.1%} of its CPU time "
+          "(target < 15%)")
 
 
 def tree_pss_mib(root: int) -> float:
@@ -222,12 +286,24 @@ def main() -> None:
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--executor", choices=["local", "ray"], default="local",
                         help="ray: compare the two executors on the same rows instead of curator with datasets")
+    parser.add_argument("--peers", default="polars,duckdb",
+                        help="comma-separated, from: " + ", ".join(PEERS) + " (datasets: ~10x slower)")
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved repetitions (medians are reported)")
     parser.add_argument("--child", choices=["local", "ray"], help=argparse.SUPPRESS)
+    parser.add_argument("--child-tool", choices=["curator", *PEERS], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(measured_build(args.data, args.child)))
         return
+    if args.child_tool:
+        print(json.dumps(timed_tool(args.child_tool, args.data, args.out)))
+        return
+    peers = [p for p in args.peers.split(",") if p]
+    unknown = set(peers) - set(PEERS)
+    if unknown:
+        parser.error(f"unknown peers: {', '.join(sorted(unknown))}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         data = work / "candidates.parquet"
@@ -237,7 +313,7 @@ def main() -> None:
             compare_executors(data, rows)
             return
         if not args.skip_speed:
-            compare_speed(data, rows, work)
+            compare_speed(data, rows, work, peers, args.repeat)
         if args.skip_memory:
             return
         big = work / "big.parquet"

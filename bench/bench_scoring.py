@@ -14,9 +14,11 @@ rows at a time. Both score every token of ``Q: {question}\\nA: {rationale}``
     python bench/bench_scoring.py --model DIR     # a real model folder (SmolLM2-135M-Instruct: see
                                                   #   python -m curator.testing.smollm2 DIR), its own tokenizer
 
-On a CPU each way's achieved FLOP/s is also given as a share of this CPU's
-fp32 GEMM peak, measured with torch in the same run, and each way's peak
-resident memory is reported.
+On a CPU, torch's threads are chosen as the commands choose them
+(:func:`curator.lm.threads.choose_threads`; ``OMP_NUM_THREADS`` overrides),
+each way's model FLOP/s is reported against this CPU's fp32 GEMM peak,
+measured with torch in every round (:func:`measure.gemm_peak_flops`), and
+each way's peak resident memory is reported.
 
 Rounds alternate between the two ways so that load from other processes
 hits both alike; tokens/s is the median round, the ratio the median of the
@@ -148,6 +150,11 @@ def main() -> None:
     encoded = encode(tokenizer, prompts, completions, span="all", max_length=1024)
     lengths = np.array([len(ids) for ids in encoded.ids])
     tokens = int(lengths.sum())
+    if not gpu:
+        from curator.lm.threads import choose_threads
+
+        chosen = choose_threads()
+        print(f"CPU threads {chosen['threads']} (from {chosen['from']})")
     print(f"device {args.device} ({torch.cuda.get_device_name() if gpu else f'{torch.get_num_threads()} threads'}), "
           f"model {size} {model.dtype}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params, "
           f"vocab {model.config.vocab_size}")

@@ -20,13 +20,22 @@ Callers with a plain list of requests use :func:`stream_results` (async) or
 from __future__ import annotations
 
 import asyncio
-import queue
-import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Hashable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, NamedTuple, TypeVar
+
+from curator.background import handed_over
 
 T = TypeVar("T")
 
@@ -317,38 +326,15 @@ async def stream_results(
 def iter_results(
     backend: Backend, requests: Iterable[Request], *, window: int | None = None
 ) -> Iterator[Result]:
-    """:func:`stream_results` for synchronous code: opens the backend, runs it in a thread."""
-    handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1024)
-    stop = threading.Event()
+    """:func:`stream_results` for synchronous code: opens the backend, runs its event loop in a thread."""
 
-    async def produce() -> None:
-        async with backend:
-            async for result in stream_results(backend, requests, window=window):
-                await asyncio.to_thread(handoff.put, ("result", result))
-                if stop.is_set():
-                    return
+    def run(put: Callable[[Result], bool]) -> None:
+        async def produce() -> None:
+            async with backend:
+                async for result in stream_results(backend, requests, window=window):
+                    if not await asyncio.to_thread(put, result):
+                        return
 
-    def run() -> None:
-        try:
-            asyncio.run(produce())
-            handoff.put(("done", None))
-        except BaseException as exc:  # handed to the consuming thread, which re-raises it
-            handoff.put(("error", exc))
+        asyncio.run(produce())
 
-    thread = threading.Thread(target=run, name="curator-backend", daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, value = handoff.get()
-            if kind == "done":
-                return
-            if kind == "error":
-                raise value
-            yield value
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                handoff.get(timeout=0.05)
-            except queue.Empty:
-                continue
+    return handed_over(run, depth=1024, name="curator-backend")

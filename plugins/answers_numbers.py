@@ -28,9 +28,11 @@ import re
 from collections.abc import Callable
 from decimal import Decimal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curator_plugins.answers_ending import ending_numbers
 from curator_plugins.answers_markers import after_last_marker, after_last_marker_batch, as_binary
 
 _UNSIGNED = r"(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)"
@@ -118,6 +120,21 @@ def _strip_symbols_batch(texts: pa.Array) -> pa.Array:
     return pc.replace_substring(pc.replace_substring(texts, "$", ""), ",", "")
 
 
+def _split(texts: pa.Array, mask: np.ndarray, when: Callable[[pa.Array], pa.Array],
+           otherwise: Callable[[pa.Array], pa.Array]) -> pa.Array:
+    """``when`` of the rows under ``mask`` and ``otherwise`` of the rest, each computed on its own rows only."""
+    if mask.all():
+        return when(texts)
+    if not mask.any():
+        return otherwise(texts)
+    chosen = np.flatnonzero(mask)
+    others = np.flatnonzero(~mask)
+    values = pa.concat_arrays([when(texts.take(chosen)), otherwise(texts.take(others)).cast(pa.string())])
+    place = np.empty(len(texts), dtype=np.int64)
+    place[chosen], place[others] = np.arange(len(chosen)), np.arange(len(chosen), len(texts))
+    return values.take(place)
+
+
 def _recompute(
     values: pa.Array, mask: pa.Array, texts: pa.Array, compute: Callable[[pa.Array], pa.Array]
 ) -> pa.Array:
@@ -173,21 +190,43 @@ def _tokens_to_answers(tokens: pa.Array) -> pa.Array:
 
 
 def answer_number_batch(texts: pa.Array) -> pa.Array:
-    """:func:`answer_number` over a string array of rationales."""
+    """:func:`answer_number` over a string array of rationales.
+
+    Texts that end the usual way (a marker, one number) are read from their
+    last bytes (``answers_ending``); only the others go through the regexes.
+    """
+    found, tokens = ending_numbers(texts)
+    return _split(texts, found, lambda _: _tokens_to_answers(tokens), _answer_number_batch)
+
+
+def _answer_number_batch(texts: pa.Array) -> pa.Array:
     tails = after_last_marker_batch(texts)
     tokens = _recompute(_first_token_batch(tails), pc.is_null(tails), as_binary(texts), _last_token_batch)
     return _tokens_to_answers(tokens)
 
 
+def _plain_numbers(texts: pa.Array) -> np.ndarray:
+    """Where a text is one number token and nothing else (``123``): every rule below reads it as itself."""
+    return np.asarray(pc.fill_null(pc.match_substring_regex(texts, _NUMBER_RE2), False))
+
+
 def gold_number_batch(texts: pa.Array) -> pa.Array:
-    """:func:`gold_number` over a string array of references."""
+    """:func:`gold_number` over a string array of references (plain numbers, the usual case, go straight through)."""
+    return _split(texts, _plain_numbers(texts), canonical_number_batch, _gold_number_batch)
+
+
+def _gold_number_batch(texts: pa.Array) -> pa.Array:
     tails = after_last_marker_batch(texts, "####")  # a palindrome
     answers = _tokens_to_answers(_first_token_batch(tails))
     return _recompute(answers, pc.is_null(tails), texts, answer_number_batch)
 
 
 def leading_number_batch(texts: pa.Array) -> pa.Array:
-    """:func:`leading_number` over a string array of references."""
+    """:func:`leading_number` over a string array of references (plain numbers go straight through)."""
+    return _split(texts, _plain_numbers(texts), canonical_number_batch, _leading_number_batch)
+
+
+def _leading_number_batch(texts: pa.Array) -> pa.Array:
     matches = pc.extract_regex(_strip_symbols_batch(texts), _LEADING_RE2)
     numbers = canonical_number_batch(pc.struct_field(matches, "number"))
     return _recompute(numbers, pc.invert(pc.is_valid(matches)), texts, answer_number_batch)

@@ -16,7 +16,8 @@ import pytest
 
 pytest.importorskip("openai")
 
-from curator.cli import main  # noqa: E402
+from helpers_cli import exit_code  # noqa: E402
+
 from curator.testing.openai_server import OpenAIStubServer  # noqa: E402
 
 SECRET = "sk-test-secret-do-not-write"
@@ -37,21 +38,13 @@ def _args(questions: Path, output: Path, server: OpenAIStubServer, *extra: str) 
             "--no-progress", "--retries", "1", *extra]
 
 
-def _run(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
-
 def test_zero_shot_diverse_reasoning_end_to_end(stub, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     server = stub(api_key=SECRET)
     questions = _questions(tmp_path / "q.jsonl", 6)
     out = tmp_path / "out"
     extra = ("--n", "3", "--temperature", "0.7", "--seed", "1", "--price-input", "1", "--price-output", "2")
-    assert _run(_args(questions, out, server, *extra)) == 0
+    assert exit_code(_args(questions, out, server, *extra)) == 0
     assert "6 questions, 18 candidates, 0 failed" in capsys.readouterr().out
 
     table = pq.read_table(out / "candidates.parquet")
@@ -90,7 +83,7 @@ def test_few_shot_chat_requests_are_cut_at_the_next_question(stub, tmp_path):
     server = stub(honour_stop=False)
     out = tmp_path / "out"
     args = _args(_questions(tmp_path / "q.jsonl", 2), out, server, "--prompt", "few-shot-cot", "--chat")
-    assert _run(args) == 0
+    assert exit_code(args) == 0
     table = pq.read_table(out / "candidates.parquet")
     assert "answer_text" not in table.column_names
     assert table["rationale"].to_pylist() == [" We add the numbers: 0 + 3 = 3. The answer is 3.\n",
@@ -103,7 +96,7 @@ def test_failures_are_recorded_then_retried_alone_by_the_same_command(stub, tmp_
     questions = _questions(tmp_path / "q.jsonl", 5, poison=2)
     out = tmp_path / "out"
     failing = stub(poison="POISON")
-    assert _run(_args(questions, out, failing, "--prompt", "few-shot-cot", "--n", "2", "--temperature", "0.5")) == 1
+    assert exit_code(_args(questions, out, failing, "--prompt", "few-shot-cot", "--n", "2", "--temperature", "0.5")) == 1
     assert "1 questions failed after retries" in capsys.readouterr().err
     [failure] = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
     poisoned = pq.read_table(out / "candidates.parquet")
@@ -112,7 +105,7 @@ def test_failures_are_recorded_then_retried_alone_by_the_same_command(stub, tmp_
     assert json.loads((out / "manifest.json").read_text())["counts"]["failed"] == 1
 
     healthy = stub()
-    assert _run(_args(questions, out, healthy, "--prompt", "few-shot-cot", "--n", "2", "--temperature", "0.5")) == 0
+    assert exit_code(_args(questions, out, healthy, "--prompt", "few-shot-cot", "--n", "2", "--temperature", "0.5")) == 0
     assert healthy.stats()["requests"] == 1  # just the question that failed
     table = pq.read_table(out / "candidates.parquet")
     assert table.num_rows == 10 and table.slice(4, 2)["id"].to_pylist() == [failure["id"]] * 2
@@ -125,7 +118,7 @@ def test_resume_after_kill_9_equals_an_uninterrupted_run(stub, tmp_path):
     server = stub(delay=0.02)
     questions = _questions(tmp_path / "q.jsonl", 40)
     extra = ("--n", "3", "--temperature", "0.7", "--seed", "5", "--concurrency", "4", "--flush-seconds", "0.05")
-    assert _run(_args(questions, tmp_path / "full", server, *extra)) == 0
+    assert exit_code(_args(questions, tmp_path / "full", server, *extra)) == 0
 
     killed = tmp_path / "killed"
     process = subprocess.Popen([sys.executable, "-m", "curator", *_args(questions, killed, server, *extra)],
@@ -138,7 +131,7 @@ def test_resume_after_kill_9_equals_an_uninterrupted_run(stub, tmp_path):
     process.wait()
     assert not (killed / "candidates.parquet").exists()
 
-    assert _run(_args(questions, killed, server, *extra)) == 0
+    assert exit_code(_args(questions, killed, server, *extra)) == 0
     full, resumed = (pq.read_table(path / "candidates.parquet") for path in (tmp_path / "full", killed))
     assert resumed.equals(full)
     pairs = list(zip(resumed["id"].to_pylist(), resumed["sample"].to_pylist()))
@@ -152,12 +145,12 @@ def test_a_folder_holding_other_settings_is_refused(stub, tmp_path, capsys):
     server = stub()
     questions = _questions(tmp_path / "q.jsonl", 2)
     sampled = ("--temperature", "0.5")
-    assert _run(_args(questions, tmp_path / "out", server, "--n", "2", *sampled)) == 0
-    assert _run(_args(questions, tmp_path / "out", server, "--n", "4", *sampled)) == 2
+    assert exit_code(_args(questions, tmp_path / "out", server, "--n", "2", *sampled)) == 0
+    assert exit_code(_args(questions, tmp_path / "out", server, "--n", "4", *sampled)) == 2
     assert "holds a run with other settings (n: 2 then, 4 now)" in capsys.readouterr().err
     # the same command again is a no-op that rewrites the same output
     before = pq.read_table(tmp_path / "out" / "candidates.parquet")
-    assert _run(_args(questions, tmp_path / "out", server, "--n", "2", *sampled)) == 0
+    assert exit_code(_args(questions, tmp_path / "out", server, "--n", "2", *sampled)) == 0
     assert pq.read_table(tmp_path / "out" / "candidates.parquet").equals(before)
 
 
@@ -179,7 +172,7 @@ def test_bad_input_exits_2_with_one_line(stub, tmp_path, capsys, change, message
             args[args.index(key) + 1] = str(tmp_path / value) if key == "--input" else value
         else:
             args += [key, value]
-    assert _run(args) == 2
+    assert exit_code(args) == 2
     assert message in capsys.readouterr().err
 
 
@@ -192,7 +185,7 @@ def test_vllm_backend_without_vllm_is_a_clean_error_before_any_bar(tmp_path, cap
         pytest.skip("vllm is installed")
     args = ["generate", "--input", str(_questions(tmp_path / "q.jsonl", 1)), "--output", str(tmp_path / "out"),
             "--task", "gsm8k", "--backend", "vllm", "--model", "m", "--progress"]
-    assert _run(args) == 2
+    assert exit_code(args) == 2
     assert capsys.readouterr().err.splitlines() == [  # the bar, asked for, is not drawn before the failure
         "curator: error: the vllm backend needs the package 'vllm' (pip install vllm)"
     ]

@@ -12,7 +12,8 @@ import pytest
 
 pytest.importorskip("openai")
 
-from curator.cli import main  # noqa: E402
+from helpers_cli import exit_code  # noqa: E402
+
 from curator.testing.openai_server import OpenAIStubServer, StubConfig  # noqa: E402
 
 
@@ -33,21 +34,13 @@ def _args(questions: Path, output: Path, base_url: str, *extra: str) -> list[str
             "--no-progress", "--retries", "1", *extra]
 
 
-def _run(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
-
 @pytest.mark.parametrize("ids", [True, False], ids=["with-ids", "ids-from-text"])
 def test_a_question_edited_in_place_is_generated_again_and_the_others_are_not(stub, tmp_path, ids):
     server = stub()
     rows = _questions(4, ids)
     path = _write(tmp_path / "q.jsonl", rows)
     out = tmp_path / "out"
-    assert _run(_args(path, out, server.base_url)) == 0
+    assert exit_code(_args(path, out, server.base_url)) == 0
     before = pq.read_table(out / "candidates.parquet").to_pylist()
     sent = server.stats()["requests"]
 
@@ -55,7 +48,7 @@ def test_a_question_edited_in_place_is_generated_again_and_the_others_are_not(st
     rows[2]["answer"] = "#### 42"
     rows[0]["answer"] = "#### 999"  # a corrected gold answer needs no new samples
     _write(path, rows)
-    assert _run(_args(path, out, server.base_url)) == 0
+    assert exit_code(_args(path, out, server.base_url)) == 0
     assert server.stats()["requests"] == sent + 1  # just the edited question
     after = pq.read_table(out / "candidates.parquet").to_pylist()
     assert [r["question"] for r in after] == [r["question"] for r in rows]
@@ -72,20 +65,20 @@ def test_an_edited_question_whose_new_request_fails_keeps_no_stale_samples(stub,
     rows = _questions(3)
     path = _write(tmp_path / "q.jsonl", rows)
     out = tmp_path / "out"
-    assert _run(_args(path, out, stub().base_url)) == 0
+    assert exit_code(_args(path, out, stub().base_url)) == 0
     rows[1]["question"] = "POISON " + rows[1]["question"]
     _write(path, rows)
-    assert _run(_args(path, out, stub(poison="POISON").base_url)) == 1
+    assert exit_code(_args(path, out, stub(poison="POISON").base_url)) == 1
     table = pq.read_table(out / "candidates.parquet")
     assert table["id"].to_pylist() == ["q0", "q2"]  # q1's old samples answer a question no longer asked
-    assert _run(_args(path, out, stub().base_url)) == 0
+    assert exit_code(_args(path, out, stub().base_url)) == 0
     assert pq.read_table(out / "candidates.parquet")["question"].to_pylist() == [r["question"] for r in rows]
 
 
 def test_an_empty_question_file_exits_2_with_one_line(stub, tmp_path, capsys):
     path = tmp_path / "empty.jsonl"
     path.write_text("\n")
-    assert _run(_args(path, tmp_path / "out", stub().base_url)) == 2
+    assert exit_code(_args(path, tmp_path / "out", stub().base_url)) == 2
     err = capsys.readouterr().err
     assert err.strip() == f"curator: error: {path}: no questions"
     assert not (tmp_path / "out" / "candidates.parquet").exists()
@@ -93,7 +86,7 @@ def test_an_empty_question_file_exits_2_with_one_line(stub, tmp_path, capsys):
 
 def test_several_samples_at_temperature_0_are_refused_up_front(stub, tmp_path, capsys):
     server = stub()
-    assert _run(_args(_write(tmp_path / "q.jsonl", _questions(2)), tmp_path / "out", server.base_url,
+    assert exit_code(_args(_write(tmp_path / "q.jsonl", _questions(2)), tmp_path / "out", server.base_url,
                       "--n", "4")) == 2
     err = capsys.readouterr().err
     assert "--n 4 at --temperature 0" in err and "--temperature above 0" in err and len(err.splitlines()) == 1
@@ -119,7 +112,7 @@ def test_samples_shortened_by_the_context_are_recorded_and_warned_about(stub, tm
     server = stub(max_model_len=len(_tokens(prompt)) + 5)  # the prompt leaves room for 5 tokens, not 64
     out = tmp_path / "out"
     with pytest.warns(UserWarning, match=r"2 samples stopped before --max-tokens 64: the prompt left less room"):
-        assert _run(_args(_write(tmp_path / "q.jsonl", rows), out, server.base_url, "--max-tokens", "64")) == 0
+        assert exit_code(_args(_write(tmp_path / "q.jsonl", rows), out, server.base_url, "--max-tokens", "64")) == 0
     table = pq.read_table(out / "candidates.parquet")
     assert table["finish_reason"].to_pylist() == ["length", "length"]
     assert table["n_tokens"].to_pylist() == [5, 5]
@@ -133,7 +126,7 @@ def test_a_served_lora_adapter_is_recorded_in_the_manifest(stub, tmp_path):
     server = stub(adapters=(("math-lora", "/adapters/math"),), max_model_len=4096)
     args = _args(_write(tmp_path / "q.jsonl", _questions(1)), tmp_path / "out", server.base_url)
     args[args.index("--model") + 1] = "math-lora"
-    assert _run(args) == 0
+    assert exit_code(args) == 0
     backend = json.loads((tmp_path / "out" / "manifest.json").read_text())["backend"]
     assert backend["adapter"] == {"name": "math-lora", "path": "/adapters/math", "base": "stub"}
     assert backend["max_model_len"] == 4096  # listed on the base only
@@ -145,7 +138,7 @@ def test_an_api_key_in_the_base_url_query_is_not_written(stub, tmp_path):
     secret = "sk-query-secret-42"
     url = f"http://user:pw-secret-7@127.0.0.1:{server.port}/v1?api-version=2024-06-01&api-key={secret}"
     out = tmp_path / "out"
-    assert _run(_args(_write(tmp_path / "q.jsonl", _questions(1)), out, url)) == 0
+    assert exit_code(_args(_write(tmp_path / "q.jsonl", _questions(1)), out, url)) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["backend"]["base_url"] == f"http://127.0.0.1:{server.port}/v1?api-version=2024-06-01&api-key=***"
     for path in out.rglob("*"):
@@ -167,7 +160,7 @@ def test_a_server_that_goes_away_ends_the_run_with_one_line_and_keeps_what_finis
     stopper = threading.Thread(target=stop_after_first_part)
     stopper.start()
     try:
-        code = _run(_args(path, out, server.base_url, "--concurrency", "2", "--flush-seconds", "0.05"))
+        code = exit_code(_args(path, out, server.base_url, "--concurrency", "2", "--flush-seconds", "0.05"))
     finally:
         stopper.join()
     err = capsys.readouterr().err.strip().splitlines()
@@ -176,7 +169,7 @@ def test_a_server_that_goes_away_ends_the_run_with_one_line_and_keeps_what_finis
                    "is saved: start it again and re-run the same command to continue"]
     assert not (out / "candidates.parquet").exists()
     with OpenAIStubServer() as again:
-        assert _run(_args(path, out, again.base_url, "--concurrency", "2")) == 0
+        assert exit_code(_args(path, out, again.base_url, "--concurrency", "2")) == 0
         counts = json.loads((out / "manifest.json").read_text())["counts"]
         assert counts["done_before"] > 0 and counts["done_before"] + counts["generated"] == 40
         assert again.stats()["requests"] == counts["generated"]
@@ -189,14 +182,14 @@ def test_no_server_at_the_base_url_is_one_line(tmp_path, capsys):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}/v1"
-    assert _run(_args(_write(tmp_path / "q.jsonl", _questions(1)), tmp_path / "out", url)) == 2
+    assert exit_code(_args(_write(tmp_path / "q.jsonl", _questions(1)), tmp_path / "out", url)) == 2
     assert capsys.readouterr().err.strip() == f"curator: error: no server answers at {url} (connection refused)"
 
 
 def test_chat_against_a_server_without_a_chat_template_is_one_line(stub, tmp_path, capsys):
     server = stub(chat_template=False)
     args = _args(_write(tmp_path / "q.jsonl", _questions(3)), tmp_path / "out", server.base_url, "--chat")
-    assert _run(args) == 2
+    assert exit_code(args) == 2
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"curator: error: the server at {server.base_url} cannot answer chat requests")
     assert line.endswith("(serve a model folder with a chat template, or use --completions)")
@@ -205,7 +198,7 @@ def test_chat_against_a_server_without_a_chat_template_is_one_line(stub, tmp_pat
 def test_vllm_with_chat_on_a_folder_without_a_chat_template_stops_before_loading(tiny_llama, tmp_path, capsys):
     args = ["generate", "--input", str(_write(tmp_path / "q.jsonl", _questions(1))), "--output", str(tmp_path / "o"),
             "--task", "gsm8k", "--backend", "vllm", "--model", str(tiny_llama), "--chat", "--no-progress"]
-    assert _run(args) == 2
+    assert exit_code(args) == 2
     assert capsys.readouterr().err.strip() == (
         f"curator: error: {tiny_llama}: the model folder has no chat template, which --chat needs "
         "(add chat_template.jinja or tokenizer_config.json 'chat_template'), or use --completions")
@@ -243,10 +236,10 @@ def test_a_folder_written_before_finish_reason_existed_still_resumes(stub, tmp_p
     rows = _questions(3)
     path = _write(tmp_path / "q.jsonl", rows[:2])
     out = tmp_path / "out"
-    assert _run(_args(path, out, stub().base_url)) == 0
+    assert exit_code(_args(path, out, stub().base_url)) == 0
     old = pq.read_table(out / "candidates.parquet").drop_columns(["finish_reason"])
     pq.write_table(old, out / "candidates.parquet")  # as the version before this column wrote it
     _write(path, rows)
-    assert _run(_args(path, out, stub().base_url)) == 0
+    assert exit_code(_args(path, out, stub().base_url)) == 0
     table = pq.read_table(out / "candidates.parquet")
     assert table["finish_reason"].to_pylist() == [None, None, "stop"]

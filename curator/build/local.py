@@ -25,7 +25,15 @@ class LocalExecutor:
             yield score_rows(job.work, index, rows, context, advance)
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name}
+        """The executor, and the CPU threads torch was given when this build loaded a model on the CPU.
+
+        The choice is per process; a build that loaded no model (though an
+        earlier one in this process did) records none.
+        """
+        from curator.lm.threads import chosen_threads
+
+        threads = chosen_threads() if len(self.models) else None
+        return {"name": self.name, **({"torch_threads": threads} if threads else {})}
 
     def close(self) -> None:
         self.models.clear()

@@ -15,11 +15,13 @@ if TYPE_CHECKING:
     from curator.build.run import BuildState
 
 SECONDS = ("score", "wall", "fit", "select")
-"""``score``: time inside ``score()`` (summed over workers); ``wall``: the scoring phase end to end."""
+"""``score``: time inside ``score()`` (summed over workers); ``wall``: the scoring phase end to end.
+
+The build's ``phases`` are its own thread's seconds by phase (see :mod:`curator.build.phases`)."""
 
 
 def build_manifest(recipe: Recipe, prepared: Prepared, steps: list[PlannedStep], state: BuildState,
-                   executor: dict[str, Any], started: float) -> dict[str, Any]:
+                   executor: dict[str, Any], started: float, phases: dict[str, dict[str, float]]) -> dict[str, Any]:
     kept = int(state.reach.sum())
     step_reports = []
     for position, planned in enumerate(steps):
@@ -66,5 +68,6 @@ def build_manifest(recipe: Recipe, prepared: Prepared, steps: list[PlannedStep],
         "rows_out": kept,
         "rows_rejected": prepared.num_rows - kept,
         "seconds": round(time.time() - started, 3),
+        "phases": phases,
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

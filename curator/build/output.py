@@ -3,11 +3,14 @@
 Files are written under temporary names and renamed at the end; the old
 manifest is removed first, so ``manifest.json`` exists only beside a
 complete, matching set of outputs. The build's scratch folder (plans and
-gathered scores) lives beside them under a temporary name too.
+gathered scores) lives beside them under a temporary name too. Encoding
+and compressing run in two background threads (curated rows, rejected rows),
+overlapped with each other and with the build's next batch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -18,8 +21,27 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from curator.background import Worker
 from curator.build.step_scores import ROW, StepScores
 from curator.outputs import write_json
+
+ROW_GROUP_ROWS = 65_536
+DICTIONARY_BYTES = 64
+"""Text columns whose first values average more bytes than this are written without a dictionary (it would
+overflow and fall back anyway, after hashing every value)."""
+
+
+def _dictionary_columns(batch: pa.RecordBatch) -> list[str]:
+    chosen = []
+    for name, column in zip(batch.schema.names, batch.columns):
+        kind = column.type
+        if pa.types.is_string(kind) or pa.types.is_binary(kind) or pa.types.is_large_string(kind) \
+                or pa.types.is_large_binary(kind):
+            sized = len(column) - column.null_count
+            if sized and pc.sum(pc.binary_length(column)).as_py() / sized > DICTIONARY_BYTES:
+                continue
+        chosen.append(name)
+    return chosen
 
 
 class OutputWriter:
@@ -34,6 +56,8 @@ class OutputWriter:
         self.step_names = step_names
         self.writers: dict[str, pq.ParquetWriter] = {}
         self.rows = dict.fromkeys(self.targets, 0)
+        self._pending: dict[str, list[pa.RecordBatch]] = {t: [] for t in self.targets}
+        self._workers: dict[str, Worker] = {}
 
     def scratch(self) -> Path:
         """A new folder for this build's working files; the caller removes it."""
@@ -42,21 +66,53 @@ class OutputWriter:
     def _tmp(self, target: str) -> Path:
         return self.dir / f".{target}.parquet.building.tmp"
 
-    def write(self, batch: pa.RecordBatch) -> None:
-        if not self.writers:
+    def __enter__(self) -> OutputWriter:
+        """Two writing threads: curated rows, and rejected rows (with the per-step files), each its own file."""
+        self._stack = contextlib.ExitStack()
+        self._workers = {name: self._stack.enter_context(Worker(f"write-{name}")) for name in ("curated", "rejected")}
+        return self
+
+    def __exit__(self, *failure: Any) -> None:
+        """Wait until every batch is written (after a failure, stop without raising the writers' own)."""
+        if failure[0] is None:
             for target in self.targets:
-                self.writers[target] = pq.ParquetWriter(self._tmp(target), batch.schema, compression="zstd")
+                self._worker(target).submit(self._flush, target)
+        self._stack.__exit__(*failure)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        """Split ``batch`` (input columns, scores, verdict) into its files, inside ``with``; the writing is queued."""
+        assert self._workers, "write inside 'with writer:'"
+        if not self.writers:
+            dictionary = _dictionary_columns(batch)
+            for target in self.targets:
+                self.writers[target] = pq.ParquetWriter(self._tmp(target), batch.schema, compression="zstd",
+                                                        use_dictionary=dictionary)
         keep = batch.column("keep")
-        self._write("curated", batch.filter(keep))
+        self._queue("curated", batch.filter(keep))
         rejected = batch.filter(pc.invert(keep))
-        self._write("rejected", rejected)
+        self._queue("rejected", rejected)
         for name in self.step_names if len(self.targets) > 2 else []:
-            self._write(f"rejected-{name}", rejected.filter(pc.equal(rejected.column("dropped_by"), name)))
+            self._queue(f"rejected-{name}", rejected.filter(pc.equal(rejected.column("dropped_by"), name)))
+
+    def _worker(self, target: str) -> Worker:
+        return self._workers["curated" if target == "curated" else "rejected"]
+
+    def _queue(self, target: str, batch: pa.RecordBatch) -> None:
+        if batch.num_rows:
+            self.rows[target] += batch.num_rows
+            self._worker(target).submit(self._write, target, batch)
 
     def _write(self, target: str, batch: pa.RecordBatch) -> None:
-        if batch.num_rows:
-            self.writers[target].write_batch(batch)
-            self.rows[target] += batch.num_rows
+        """Row groups of about ``ROW_GROUP_ROWS`` rows: fewer, larger groups compress and write faster."""
+        pending = self._pending[target]
+        pending.append(batch)
+        if sum(b.num_rows for b in pending) >= ROW_GROUP_ROWS:
+            self._flush(target)
+
+    def _flush(self, target: str) -> None:
+        if self._pending[target]:
+            self.writers[target].write_table(pa.Table.from_batches(self._pending[target]))
+            self._pending[target] = []
 
     def finish(self, manifest: dict[str, Any]) -> None:
         """Close, rename into place, and write the manifest last."""

@@ -26,6 +26,7 @@ import pyarrow as pa
 from curator.build.dataset import write_dataset
 from curator.build.manifest import build_manifest
 from curator.build.output import OutputWriter, output_batch
+from curator.build.phases import Phases
 from curator.build.planning import PlannedStep, bind_inputs, plan_steps
 from curator.build.recipe import Recipe
 from curator.build.row_keys import group_scope_keys
@@ -83,7 +84,9 @@ def _build(recipe: Recipe, output_dir: Path, progress: bool | None, registry: Re
     steps = plan_steps(recipe, registry)
     check_executor(recipe.executor)
     source = Source.open(recipe.input)
-    prepared = prepare(source, task, recipe.cache_dir(), batch_rows=recipe.batch_rows, regroup=recipe.regroup)
+    phases = Phases()
+    prepared = prepare(source, task, recipe.cache_dir(), batch_rows=recipe.batch_rows, regroup=recipe.regroup,
+                       phases=phases)
     bind_inputs(steps, prepared, task, recipe)
     writer = OutputWriter(output_dir, [s.step.name for s in steps], per_step=recipe.rejected_by_step)
     scratch = writer.scratch()
@@ -92,16 +95,21 @@ def _build(recipe: Recipe, output_dir: Path, progress: bool | None, registry: Re
     try:
         executor = open_executor(recipe.executor, recipe.ray_address)
         scores = [
-            _run_step(position, planned, prepared, state, executor, scratch, recipe, task, progress)
+            _run_step(position, planned, prepared, state, executor, scratch, recipe, task, progress, phases)
             for position, planned in enumerate(steps)
         ]
-        with progress_bar(prepared.num_rows, "writing", enabled=progress) as bar:
+        with progress_bar(prepared.num_rows, "writing", enabled=progress) as bar, writer:
             layout = [(p.step.name, p.output_names) for p in steps]
-            for index, first_row, batch in prepared.batches():
+            for index, first_row, batch in phases.timed("read copy", prepared.batches()):
                 rows = slice(first_row, first_row + batch.num_rows)
-                writer.write(output_batch(batch, index, first_row, layout, scores, state.reach[rows],
-                                          state.dropped_by[rows], state.weight[rows]))
+                with phases.timing("output"):
+                    out = output_batch(batch, index, first_row, layout, scores, state.reach[rows],
+                                       state.dropped_by[rows], state.weight[rows])
+                with phases.timing("write outputs"):
+                    writer.write(out)
                 bar.update(batch.num_rows)
+            waiting = time.perf_counter(), time.thread_time()  # for the writer's last batches, as the block ends
+        phases.add("write outputs", time.perf_counter() - waiting[0], time.thread_time() - waiting[1])
         described = executor.describe()
     finally:
         for planned in steps:
@@ -109,15 +117,16 @@ def _build(recipe: Recipe, output_dir: Path, progress: bool | None, registry: Re
         if executor is not None:
             executor.close()
         shutil.rmtree(scratch, ignore_errors=True)
-    manifest = build_manifest(recipe, prepared, steps, state, described, started)
+    manifest = build_manifest(recipe, prepared, steps, state, described, started, phases.report())
     writer.finish(manifest)
     write_dataset(recipe, output_dir, manifest)
     return BuildResult(output_dir, manifest)
 
 
 def _run_step(position: int, planned: PlannedStep, prepared: Prepared, state: BuildState, executor: Executor,
-              scratch: Path, recipe: Recipe, task: Task, progress: bool | None) -> StepScores:
-    plan = _plan(planned, prepared, state, scratch / f"plan-{position}.arrow")
+              scratch: Path, recipe: Recipe, task: Task, progress: bool | None, phases: Phases) -> StepScores:
+    with phases.timing("plan"):
+        plan = _plan(planned, prepared, state, scratch / f"plan-{position}.arrow")
     work = StepWork(planned.step.name, planned.step.filter, planned.plugin, planned.filter, task, recipe.base_dir,
                     recipe.device)
     job = ScoringJob(work, prepared, plan, planned.step.concurrency)
@@ -129,8 +138,9 @@ def _run_step(position: int, planned: PlannedStep, prepared: Prepared, state: Bu
     with progress_bar(plan.reached, planned.step.name, enabled=progress) as bar:
         bar.update(plan.reached - plan.todo)
         if plan.todo:
-            for scored in executor.score(job, bar.update):
-                new_parts[scored.unit] = planned.store.append(scored.table, scored.warnings)
+            for scored in phases.timed("score", executor.score(job, bar.update)):
+                with phases.timing("cache"):
+                    new_parts[scored.unit] = planned.store.append(scored.table, scored.warnings)
                 _relay(scored.warnings)
                 report["rows_scored"] += scored.table.num_rows
                 report["score_seconds"] += scored.seconds
@@ -140,12 +150,14 @@ def _run_step(position: int, planned: PlannedStep, prepared: Prepared, state: Bu
         planned.store.record_facts(facts)
     report["cached"] = report["rows_scored"] == 0
     report["facts"] = planned.store.facts()
-    gathered = _gather(planned, prepared, plan, new_parts, scratch / f"scores-{position}")
+    with phases.timing("gather"):
+        gathered = _gather(planned, prepared, plan, new_parts, scratch / f"scores-{position}")
     started = time.perf_counter()
     stats = planned.filter.fit(gathered)
     report["fit_seconds"] = time.perf_counter() - started
+    phases.add("fit", report["fit_seconds"], report["fit_seconds"])
     report["stats"] = stats
-    _select(planned, position, prepared, plan, gathered, stats, state)
+    _select(planned, position, prepared, plan, gathered, stats, state, phases)
     dropped = int((state.dropped_by == position).sum())
     if plan.reached and dropped == plan.reached:
         message = f"filter step '{planned.step.name}' dropped every row that reached it ({plan.reached}→0)"
@@ -195,15 +207,17 @@ def _gather(planned: PlannedStep, prepared: Prepared, plan: StepPlan, new_parts:
 
 
 def _select(planned: PlannedStep, position: int, prepared: Prepared, plan: StepPlan, gathered: StepScores,
-            stats: dict[str, Any], state: BuildState) -> None:
+            stats: dict[str, Any], state: BuildState, phases: Phases) -> None:
     spent = 0.0
-    for index, first_row, batch in prepared.batches(plan.reached_batches):
+    select_started, read_before = time.perf_counter(), phases.seconds.get("read copy", 0.0)
+    select_cpu, read_cpu_before = time.thread_time(), phases.cpu.get("read copy", 0.0)
+    for index, first_row, batch in phases.timed("read copy", prepared.batches(plan.reached_batches)):
         reach = state.reach[first_row : first_row + batch.num_rows]
         rows = np.flatnonzero(reach) + first_row
         scores = gathered.read(index)
         if scores.num_rows != len(rows) or not np.array_equal(scores.column(ROW).to_numpy(), rows):
             raise CuratorError(f"the scores of step '{planned.step.name}' do not match the input; re-run the build")
-        reached = batch.filter(pa.array(reach))
+        reached = batch if len(rows) == batch.num_rows else batch.filter(pa.array(reach))
         combined = pa.RecordBatch.from_arrays(
             [*reached.columns, *(scores.column(c).combine_chunks() for c in planned.filter.columns)],
             names=[*reached.schema.names, *planned.filter.columns],
@@ -218,6 +232,8 @@ def _select(planned: PlannedStep, position: int, prepared: Prepared, plan: StepP
         if weight is not None:
             state.weight[rows] *= weight
     planned.report["select_seconds"] = spent
+    reading, reading_cpu = phases.seconds["read copy"] - read_before, phases.cpu["read copy"] - read_cpu_before
+    phases.add("select", time.perf_counter() - select_started - reading, time.thread_time() - select_cpu - reading_cpu)
 
 
 def _check_selection(selection: Selection, n: int, planned: PlannedStep) -> tuple[np.ndarray, np.ndarray | None]:

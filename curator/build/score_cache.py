@@ -27,7 +27,7 @@ import pyarrow.ipc as ipc
 
 from curator.outputs import atomic_path, write_json
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 KEY_COLUMNS = ("_hi", "_lo")
 """The two halves of a row key, stored beside every score."""
 OPEN_PARTS = 16
@@ -129,6 +129,11 @@ class ScoreStore:
         """The score columns at ``(part, row)``, in the order given."""
         if not len(part):
             return pa.table({c: pa.array([], pa.null()) for c in columns})
+        if part[0] == part[-1] and (part == part[0]).all():  # one part: a batch scored in this build, usually whole
+            table = self._read(int(part[0]), columns)
+            if len(row) == table.num_rows and (row == np.arange(len(row))).all():
+                return table.combine_chunks()
+            return table.take(pa.array(row)).combine_chunks()
         order = np.argsort(part, kind="stable")
         pieces = []
         for number in np.unique(part):

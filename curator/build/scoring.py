@@ -39,6 +39,9 @@ class ModelPool:
             self._models[key] = load()
         return self._models[key]
 
+    def __len__(self) -> int:
+        return len(self._models)
+
     def clear(self) -> None:
         self._models.clear()
 
@@ -115,7 +118,8 @@ def open_executor(name: str, address: str | None) -> Executor:
 def rows_to_score(batch: pa.RecordBatch, first_row: int, todo: pa.RecordBatch) -> pa.RecordBatch:
     """The working-copy rows a plan lists for scoring, in order, with their key columns."""
     positions = todo.column(ROW).to_numpy() - first_row
-    rows = batch.take(pa.array(positions))
+    every = len(positions) == batch.num_rows  # rows are listed in order, so these are all of them
+    rows = batch if every else batch.take(pa.array(positions))
     return pa.RecordBatch.from_arrays([*rows.columns, *(todo.column(c) for c in KEY_COLUMNS)],
                                       names=[*rows.schema.names, *KEY_COLUMNS])
 

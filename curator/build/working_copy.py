@@ -22,15 +22,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
+from curator.background import Worker, prefetched
 from curator.build.fingerprints import code_fingerprint
-from curator.build.row_keys import row_hashes, schema_digest
+from curator.build.phases import Phases
+from curator.build.row_keys import row_hashes, schema_digest, value_hashes
 from curator.errors import CuratorError
 from curator.groups import group_starts
 from curator.io import Source, conform, row_name
 from curator.outputs import atomic_path, write_json
 from curator.task import Task
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 KEYS_SCHEMA = pa.schema([("hi", pa.uint64()), ("lo", pa.uint64()), ("group", pa.int64())])
 
 
@@ -49,11 +51,16 @@ class Prepared:
     filled_answer: bool
 
     def batches(self, indices: Iterable[int] | None = None) -> Iterator[tuple[int, int, pa.RecordBatch]]:
-        """``(index, first_row, batch)`` in order (all, or ``indices``); read, not memory-mapped, so RSS stays flat."""
-        with pa.OSFile(str(self.path)) as handle:
-            reader = ipc.open_file(handle)
-            for index in range(reader.num_record_batches) if indices is None else indices:
-                yield index, self.offsets[index], reader.get_batch(index)
+        """``(index, first_row, batch)`` in order (all, or ``indices``).
+
+        Each batch is memory-mapped on its own: no copy is made, and its pages
+        are unmapped when the batch is released (a mapping held for a whole
+        pass would keep every page read so far in RSS).
+        """
+        for index in range(self.num_batches) if indices is None else indices:
+            with pa.memory_map(str(self.path)) as handle:
+                batch = ipc.open_file(handle).get_batch(index)
+            yield index, self.offsets[index], batch
 
     def row_keys(self) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
         """``(index, first_row, hashes, groups)`` per batch: ``(n, 2)`` uint64 content hashes, group numbers."""
@@ -112,9 +119,12 @@ def prepare(
     *,
     batch_rows: int,
     regroup: bool = False,
+    phases: Phases | None = None,
 ) -> Prepared:
     """The cached working copy of ``source``, built on first use."""
-    fingerprint = source.fingerprint()
+    phases = phases or Phases()
+    with phases.timing("fingerprint"):
+        fingerprint = source.fingerprint()
     key = hashlib.sha256(
         json.dumps([FORMAT_VERSION, fingerprint, task.name, code_fingerprint(type(task)), batch_rows, regroup]).encode()
     ).hexdigest()[:32]
@@ -127,10 +137,12 @@ def prepare(
     with atomic_path(path) as tmp, atomic_path(keys_path) as keys_tmp:
         if regroup:
             with atomic_path(path.with_suffix(".unsorted.arrow")) as unsorted:
-                first = _write_working_copy(source, task, unsorted, None, batch_rows, check_groups=False)
-                meta = _write_regrouped(unsorted, tmp, keys_tmp, batch_rows, source, first["filled_answer"])
+                first = _write_working_copy(source, task, unsorted, None, batch_rows, check_groups=False,
+                                            phases=phases)
+                with phases.timing("working copy"):
+                    meta = _write_regrouped(unsorted, tmp, keys_tmp, batch_rows, source, first["filled_answer"])
         else:
-            meta = _write_working_copy(source, task, tmp, keys_tmp, batch_rows, check_groups=True)
+            meta = _write_working_copy(source, task, tmp, keys_tmp, batch_rows, check_groups=True, phases=phases)
     write_json(meta_path, meta)
     return _load(path, keys_path, source, fingerprint, meta)
 
@@ -154,7 +166,10 @@ def _load(path: Path, keys_path: Path, source: Source, fingerprint: str, meta: d
 class _CopyWriter:
     """Writes group-aligned batches, recording offsets and where each group starts.
 
-    With ``keys_dest``, also each row's content hash and group number.
+    With ``keys_dest``, also each row's content hash and group number. The
+    writes run in a background thread (Arrow's writer holds no GIL), overlapped
+    with answering and hashing the next batch; the hashing, which holds the GIL,
+    stays in the caller's thread.
     """
 
     def __init__(self, dest: Path, keys_dest: Path | None) -> None:
@@ -167,6 +182,7 @@ class _CopyWriter:
         self.start_rows: list[np.ndarray] = []
         self.rows = 0
         self.groups = 0
+        self.worker = Worker("working-copy")
 
     def write(self, batch: pa.RecordBatch) -> None:
         if self.writer is None:
@@ -180,17 +196,18 @@ class _CopyWriter:
             group = np.zeros(batch.num_rows, dtype=np.int64)
             group[starts[1:]] = 1
             hashes = row_hashes(batch)
-            self.keys.write_batch(pa.record_batch(
+            self.worker.submit(self.keys.write_batch, pa.record_batch(
                 [pa.array(hashes[:, 0]), pa.array(hashes[:, 1]), pa.array(np.cumsum(group) + self.groups)],
                 schema=KEYS_SCHEMA))
         self.groups += len(starts)
-        self.start_hashes.append(np.array([hash(s) for s in ids.take(starts).to_pylist()], dtype=np.int64))
+        self.start_hashes.append(value_hashes(ids.take(starts))[:, 0].view(np.int64))
         self.start_rows.append(starts + self.rows)
         self.offsets.append(self.rows)
         self.rows += batch.num_rows
-        self.writer.write_batch(batch)
+        self.worker.submit(self.writer.write_batch, batch)
 
     def close(self, source: Source, *, check_groups: bool, filled_answer: bool) -> dict:
+        self.worker.close()
         if self.writer is None:
             raise CuratorError(f"{source.path}: no rows")
         self.writer.close()
@@ -203,21 +220,30 @@ class _CopyWriter:
 
 
 def _write_working_copy(source: Source, task: Task, dest: Path, keys_dest: Path | None, batch_rows: int, *,
-                        check_groups: bool) -> dict:
-    aligner = GroupAligner(batch_rows)
+                        check_groups: bool, phases: Phases) -> dict:
+    """Reading, checking and answering run in a background thread; hashing (which holds the GIL) here."""
     out = _CopyWriter(dest, keys_dest)
     filled_answer = False
+    with out.worker:
+        answered = prefetched(_answered_batches(source, task, batch_rows))
+        for batch, filled_answer in phases.timed("read and answer", answered):  # noqa: B007 (the last one's says)
+            with phases.timing("working copy"):
+                out.write(batch)
+        with phases.timing("working copy"):
+            return out.close(source, check_groups=check_groups, filled_answer=filled_answer)
+
+
+def _answered_batches(source: Source, task: Task, batch_rows: int) -> Iterator[tuple[pa.RecordBatch, bool]]:
+    """The input checked, cut at group ends and answered (:func:`_answered`), batch by batch."""
+    aligner = GroupAligner(batch_rows)
     next_row = 1
     for raw in source.iter_batches(batch_rows):
         batch = conform(raw, source.path, next_row)
         next_row += batch.num_rows
         for aligned in aligner.push(batch):
-            aligned, filled_answer = _answered(aligned, task)
-            out.write(aligned)
+            yield _answered(aligned, task)
     for aligned in aligner.flush():
-        aligned, filled_answer = _answered(aligned, task)
-        out.write(aligned)
-    return out.close(source, check_groups=check_groups, filled_answer=filled_answer)
+        yield _answered(aligned, task)
 
 
 def _answered(batch: pa.RecordBatch, task: Task) -> tuple[pa.RecordBatch, bool]:
@@ -271,7 +297,7 @@ def _write_regrouped(unsorted: Path, dest: Path, keys_dest: Path, batch_rows: in
     """Stable-sort rows by first appearance of their id (holds the id column in memory)."""
     aligner = GroupAligner(batch_rows)
     out = _CopyWriter(dest, keys_dest)
-    with pa.memory_map(str(unsorted)) as handle:
+    with out.worker, pa.memory_map(str(unsorted)) as handle:
         table = ipc.open_file(handle).read_all()
         codes = pc.dictionary_encode(table.column("id").combine_chunks()).indices.to_numpy()
         order = np.argsort(codes, kind="stable")

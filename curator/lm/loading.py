@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from curator.errors import CuratorError, MissingDependency
+from curator.lm.threads import choose_threads
 from curator.lm.weights import NAT_FILES, check_adapter, check_model, first_line
 
 if TYPE_CHECKING:
@@ -270,6 +271,8 @@ def _from_pretrained(
     revision: str | None,
     **extra: Any,
 ) -> Any:
+    if device.startswith("cpu"):
+        choose_threads()
     check_model(name_or_path, auto_class=auto_class.__name__)
     try:
         return auto_class.from_pretrained(

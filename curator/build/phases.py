@@ -1,0 +1,59 @@
+"""Where a build's time goes, phase by phase, as the build's own thread spends it: wall and CPU seconds.
+
+Work overlapped in a background thread (reading and answering the input,
+writing the working copy and the outputs) counts only where the build waits
+for it. On a
+loaded machine the wall seconds of every phase stretch with the load; the CPU
+seconds of the build's thread do not. The manifest records both; :data:`RESUME` names those spent on what makes a
+build resumable and its scores reusable, so their share of the build can be
+watched (``bench/bench_filters.py`` prints it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+T = TypeVar("T")
+
+RESUME = ("fingerprint", "working copy", "read copy", "plan", "cache", "gather")
+"""Hashing the input; hashing the rows and writing the working copy; reading it back between passes;
+looking rows up in the score cache; storing new scores in it; gathering every reached row's scores from it."""
+
+
+class Phases:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    def add(self, name: str, seconds: float, cpu: float = 0.0) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+        self.cpu[name] = self.cpu.get(name, 0.0) + cpu
+
+    @contextmanager
+    def timing(self, name: str) -> Iterator[None]:
+        started, cpu = time.perf_counter(), time.thread_time()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - started, time.thread_time() - cpu)
+
+    def timed(self, name: str, items: Iterable[T]) -> Iterator[T]:
+        """``items``, with the time spent waiting for each one counted under ``name``."""
+        iterator = iter(items)
+        while True:
+            with self.timing(name):
+                item = next(iterator, _END)
+            if item is _END:
+                return
+            yield item  # type: ignore[misc]
+
+    def report(self) -> dict[str, dict[str, float]]:
+        """``{"wall": {phase: seconds}, "cpu": {phase: seconds of the build's thread}}``."""
+        return {"wall": {name: round(s, 3) for name, s in self.seconds.items()},
+                "cpu": {name: round(s, 3) for name, s in self.cpu.items()}}
+
+
+_END = object()
