@@ -22,9 +22,19 @@ Three sections, each printing a Markdown table:
 
     python bench/bench_generate.py [--questions 2000] [--repeats 3] [--delays 0,0.05,0.2]
     python bench/bench_generate.py --server vllm --model DIR [--base-url URL] [--questions 64]
+    python bench/bench_generate.py --server transformers --model DIR [--questions 16] [--n 4]
 
 The vLLM section needs vllm importable (``bench/vllm_cpu.sh`` makes such an
 environment and runs it).
+
+The sequential run of the latency section is shortened at high latency
+(about ten seconds' worth of requests, at least 50); requests per second do
+not depend on its length.
+
+``--server transformers --model DIR`` measures the transformers backend
+instead (see :func:`transformers_backend_speed`): generated tokens per second
+of the backend on few-shot GSM8K prompts against ``model.generate`` called
+one prompt at a time, same prompts, samples, temperature and stop string.
 """
 
 from __future__ import annotations
@@ -254,22 +264,122 @@ def vllm_section(root: Path, args: argparse.Namespace) -> None:
               f"{median(pairs, side, 'seconds'):.1f} | {median(pairs, side, 'cpu_ms'):.2f} ms | {ratio} |")
 
 
+# -- the transformers backend against model.generate one prompt at a time ------------------------------
+
+
+def transformers_backend_speed(args: argparse.Namespace) -> None:
+    """Tokens/s of ``--backend transformers`` vs ``model.generate`` per prompt; FLOP/s against the GEMM peak.
+
+    Both sample ``--n`` continuations of each of ``--questions`` few-shot
+    CoT prompts (GSM8K train questions, the built-in exemplars) at
+    ``--temperature``, stopping at EOS or ``\nQ:``, up to ``--max-tokens``.
+    The baseline is what a script does without batching: ``model.generate``
+    for one prompt and one sample at a time, with its ``stop_strings``.
+    Generated tokens count up to and including the stop. Achieved FLOP/s
+    count 2 per weight per generated token plus its attention over the
+    context (prefill not counted, so both ways are credited the same work).
+    """
+    import torch
+    from measure import attention_flops_per_token, gemm_peak_flops, gib, matmul_parameters, peak_rss
+
+    from curator.backend import BackendOptions
+    from curator_plugins.transformers_backend import TransformersBackend
+
+    train = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "gsm8k" / "train.jsonl"
+    if not train.exists():
+        train = Path(__file__).resolve().parent.parent / "examples" / "smollm2" / "data" / "train.jsonl"
+    questions = [json.loads(line)["question"] for line, _ in zip(train.open(), range(args.questions), strict=False)]
+    prompting = make_prompting("few-shot-cot", None, "gsm8k")
+    params = SamplingParams(n=args.n, temperature=args.temperature, max_tokens=args.max_tokens, stop=(QUESTION_STOP,),
+                            logprobs=True, seed=0)
+    requests = [prompting.first(q, params) for q in questions]
+    options = BackendOptions(model=args.model, device="cpu", seed=0, batch_size=args.batch_size)
+
+    backend = TransformersBackend(options)
+    asyncio.run(backend.open())  # loaded once; both ways use this model
+    lm = backend._lm
+
+    def ours() -> tuple[int, float]:
+        async def run_all():  # the path curator generate takes: requests queued, batched by the backend
+            return await asyncio.gather(*(backend.complete(r) for r in requests))
+
+        started = time.perf_counter()
+        results = asyncio.run(run_all())
+        return sum(c.n_tokens or 0 for r in results for c in r.completions), time.perf_counter() - started
+
+    tokenizer, model = lm.tokenizer, lm.model
+
+    def one_at_a_time() -> tuple[int, float]:
+        started, tokens = time.perf_counter(), 0
+        with torch.inference_mode():
+            for request in requests:
+                ids = tokenizer(request.prompt, return_tensors="pt")
+                for sample in range(args.n):
+                    torch.manual_seed(sample)
+                    out = model.generate(**ids, max_new_tokens=args.max_tokens, do_sample=args.temperature > 0,
+                                         temperature=args.temperature, top_p=1.0, top_k=0,
+                                         stop_strings=[QUESTION_STOP], tokenizer=tokenizer,
+                                         pad_token_id=lm.pad_id)
+                    tokens += out.shape[1] - ids["input_ids"].shape[1]  # one row: no padding
+        return tokens, time.perf_counter() - started
+
+    prompt_length = statistics.mean(len(tokenizer(r.prompt)["input_ids"]) for r in requests)
+    flops_per_token = 2.0 * matmul_parameters(model.config) + attention_flops_per_token(
+        model.config, prompt_length + args.max_tokens / 4
+    )
+    ways = {"model.generate, one prompt at a time": one_at_a_time, "transformers backend (curator)": ours}
+    rates: dict[str, list[float]] = {name: [] for name in ways}
+    memory: dict[str, int] = {}
+    gemm = []
+    for _ in range(args.rounds):
+        gemm.append(gemm_peak_flops())
+        for name, way in ways.items():
+            with peak_rss() as peak:
+                tokens, seconds = way()
+            memory[name] = max(memory.get(name, 0), peak["bytes"])
+            rates[name].append(tokens / seconds)
+            print(f"{name}: {tokens} tokens in {seconds:.1f} s")
+    base = statistics.median(rates["model.generate, one prompt at a time"])
+    peak_flops = statistics.median(gemm)
+    print(f"\n{len(requests)} few-shot prompts (mean {prompt_length:.0f} tokens) x {args.n} samples, T={args.temperature}, "
+          f"max {args.max_tokens} tokens, batch size {backend.batch_size}; fp32 GEMM peak {peak_flops / 1e9:.1f} GFLOP/s")
+    print("| way | generated tokens/s | vs one at a time | GFLOP/s | of GEMM peak | peak RSS |")
+    print("|---|---|---|---|---|---|")
+    for name, values in rates.items():
+        rate = statistics.median(values)
+        achieved = rate * flops_per_token
+        print(f"| {name} | {rate:.1f} | {rate / base:.2f}x | {achieved / 1e9:.1f} | {achieved / peak_flops:.1%} "
+              f"| {gib(memory[name])} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--server", choices=("stub", "vllm"), default="stub")
+    parser.add_argument("--server", choices=("stub", "vllm", "transformers"), default="stub",
+                        help="transformers: the transformers backend in this process on --model")
     parser.add_argument("--questions", type=int, default=None,
-                        help="questions per run (stub: 2000; vllm: 64)")
+                        help="questions per run (stub: 2000; vllm: 64; transformers: 16)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repetitions of each comparison")
     parser.add_argument("--delays", default="0,0.05,0.2",
                         help="stub: server latencies for the sliding-window table ('' to skip it)")
     parser.add_argument("--requests", type=int, default=3000, help="stub: questions of each concurrent latency run")
     parser.add_argument("--sequential", type=int, default=300, help="stub: questions of each sequential run")
-    parser.add_argument("--model", default=None, help="vllm: model folder to serve")
+    parser.add_argument("--model", default=None, help="vllm, transformers: model folder")
     parser.add_argument("--base-url", default=None, help="vllm: a running server instead of starting one")
     parser.add_argument("--served-name", default="bench", help="vllm: the model's name at the server")
-    parser.add_argument("--n", type=int, default=4, help="vllm: samples per question")
-    parser.add_argument("--max-tokens", type=int, default=48, help="vllm: longest rationale")
+    parser.add_argument("--n", type=int, default=4, help="vllm, transformers: samples per question")
+    parser.add_argument("--max-tokens", type=int, default=None,
+                        help="vllm, transformers: longest rationale (vllm: 48; transformers: 128)")
+    parser.add_argument("--temperature", type=float, default=0.7, help="transformers: sampling temperature")
+    parser.add_argument("--batch-size", type=int, default=None, help="transformers: backend batch size")
+    parser.add_argument("--rounds", type=int, default=1, help="transformers: rounds of both ways")
     args = parser.parse_args()
+    if args.server == "transformers":
+        if args.model is None:
+            raise SystemExit("--server transformers needs --model DIR")
+        args.questions, args.max_tokens = args.questions or 16, args.max_tokens or 128
+        transformers_backend_speed(args)
+        return
+    args.max_tokens = args.max_tokens or 48
     with tempfile.TemporaryDirectory(prefix="bench-generate-") as tmp:
         root = Path(tmp)
         if args.server == "vllm":

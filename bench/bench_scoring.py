@@ -11,11 +11,14 @@ rows at a time. Both score every token of ``Q: {question}\\nA: {rationale}``
 
     python bench/bench_scoring.py                 # CPU: a small random Llama, 32k vocabulary
     python bench/bench_scoring.py --device cuda   # GPU: a random Llama of 1B size, bf16, with MFU
+    python bench/bench_scoring.py --model DIR     # a real model folder (SmolLM2-135M-Instruct: see
+                                                  #   python -m curator.testing.smollm2 DIR), its own tokenizer
 
 On a CPU, torch's threads are chosen as the commands choose them
-(:func:`curator.lm.threads.choose_threads`; ``OMP_NUM_THREADS`` overrides), and
+(:func:`curator.lm.threads.choose_threads`; ``OMP_NUM_THREADS`` overrides),
 each way's model FLOP/s is reported against this CPU's fp32 GEMM peak,
-measured in the same run (:func:`gemm_peak_flops`).
+measured with torch in every round (:func:`measure.gemm_peak_flops`), and
+each way's peak resident memory is reported.
 
 Rounds alternate between the two ways so that load from other processes
 hits both alike; tokens/s is the median round, the ratio the median of the
@@ -90,22 +93,14 @@ def naive_mean_nll(model, encoded, batch_size: int, pad_id: int, device: str) ->
 
 
 def flops_per_pass(model, lengths: np.ndarray) -> float:
-    """Forward FLOPs to score every token: matmuls (2 per weight per token), attention, the head."""
+    """Forward FLOPs to score every token: matmuls (2 per weight per token), causal attention, the head."""
+    from measure import attention_flops_per_token, matmul_parameters
+
     config = model.config
     head = config.hidden_size * config.vocab_size
-    body = sum(p.numel() for p in model.parameters()) - 2 * head
-    attention = 2 * config.num_hidden_layers * config.hidden_size * float((lengths.astype(np.float64) ** 2).sum())
+    body = matmul_parameters(config) - head
+    attention = sum(attention_flops_per_token(config, n / 2) * n for n in lengths.astype(np.float64))
     return 2.0 * body * lengths.sum() + attention + 2.0 * head * (lengths - 1).sum()
-
-
-def gemm_peak_flops(size: int = 2048, repeats: int = 5) -> float:
-    """This CPU's fp32 matmul FLOP/s with the current threads: the best of ``repeats`` square products."""
-    import torch
-
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)  # warm-up
-    best = min(timed(lambda: torch.mm(a, b), "cpu") for _ in range(repeats))
-    return 2.0 * size**3 / best
 
 
 def timed(fn, device: str) -> float:
@@ -130,11 +125,13 @@ def main() -> None:
     parser.add_argument("--budgets", default=None, help="token budgets to try, comma-separated (default: the device's)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--peak-tflops", type=float, default=None, help="for MFU; guessed from the GPU name")
+    parser.add_argument("--model", default=None, help="a model folder (or hub name) instead of a random Llama")
     args = parser.parse_args()
 
     import torch
+    from measure import gemm_peak_flops, gib, peak_rss
 
-    from curator.lm.loading import LoadedModel
+    from curator.lm.loading import LoadedModel, load_causal_lm
     from curator.lm.scoring import default_token_budget, encode, score_encoded
     from curator.testing.tiny import train_tokenizer
 
@@ -143,20 +140,21 @@ def main() -> None:
     rows = args.rows or (4096 if gpu else 256)
     budgets = [int(b) for b in args.budgets.split(",")] if args.budgets else [default_token_budget(args.device)]
     prompts, completions = load_texts(rows)
-    tokenizer = train_tokenizer([p + c for p, c in zip(prompts, completions, strict=True)], vocab_size=4096)
+    if args.model:
+        lm = load_causal_lm(args.model, device=args.device, dtype=args.dtype)
+        model, tokenizer, size = lm.model, lm.tokenizer, args.model
+    else:
+        tokenizer = train_tokenizer([p + c for p, c in zip(prompts, completions, strict=True)], vocab_size=4096)
+        model = build_model(size, args.device, args.dtype)
+        lm = LoadedModel(model, tokenizer, args.device)
     encoded = encode(tokenizer, prompts, completions, span="all", max_length=1024)
     lengths = np.array([len(ids) for ids in encoded.ids])
-    model = build_model(size, args.device, args.dtype)
-    lm = LoadedModel(model, tokenizer, args.device)
     tokens = int(lengths.sum())
-    cpu_peak = None
     if not gpu:
         from curator.lm.threads import choose_threads
 
         chosen = choose_threads()
-        cpu_peak = gemm_peak_flops()
-        print(f"CPU threads {chosen['threads']} (from {chosen['from']}); fp32 GEMM peak {cpu_peak / 1e9:.1f} GFLOP/s "
-              f"(2048^3 matmul, best of 5)")
+        print(f"CPU threads {chosen['threads']} (from {chosen['from']})")
     print(f"device {args.device} ({torch.cuda.get_device_name() if gpu else f'{torch.get_num_threads()} threads'}), "
           f"model {size} {model.dtype}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params, "
           f"vocab {model.config.vocab_size}")
@@ -171,26 +169,36 @@ def main() -> None:
             "scoring", score_encoded(lm, encoded, token_budget=b).mean_nll
         )
     results: dict[str, np.ndarray] = {}
-    for fn in runs.values():  # warm-up: kernels, allocator
-        fn()
+    rss: dict[str, int] = {}
+    for name, fn in runs.items():  # warm-up (kernels, allocator), and each way's peak resident memory
+        with peak_rss() as peak_memory:
+            fn()
+        rss[name] = peak_memory["bytes"]
     seconds: dict[str, list[float]] = {name: [] for name in runs}
+    gemm: list[float] = []
     for _ in range(args.rounds):
+        if not gpu:
+            gemm.append(gemm_peak_flops())
         for name, fn in runs.items():
             seconds[name].append(timed(fn, args.device))
     difference = float(np.max(np.abs(results["naive"] - results["scoring"])))
     print(f"max |mean NLL difference| {difference:.2e}; load average {os.getloadavg()[0]:.1f}")
-    print(f"{'way':28s} {'tokens/s':>10s} {'vs naive':>9s}" + ("  MFU" if gpu else "  GFLOP/s  of GEMM peak"))
+    if gemm:
+        print(f"fp32 GEMM peak (2048^3 torch.mm, best of each round, median): {statistics.median(gemm) / 1e9:.1f} GFLOP/s")
+    header = "  MFU" if gpu else "  GFLOP/s  of GEMM peak  peak RSS"
+    print(f"{'way':28s} {'tokens/s':>10s} {'vs naive':>9s}" + header)
     peak = args.peak_tflops or next((v for k, v in PEAK_BF16_TFLOPS.items() if gpu and k in torch.cuda.get_device_name()), None)
     flops = flops_per_pass(model, lengths)
     for name, times in seconds.items():
         rate = tokens / statistics.median(times)
         # Per-round ratios: a round runs both ways back to back, so outside load cancels best.
         ratio = statistics.median(n / t for n, t in zip(seconds["naive"], times, strict=True))
-        mfu = f"  {flops / statistics.median(times) / (peak * 1e12):.1%}" if gpu and peak else ""
-        if cpu_peak:
+        if gpu:
+            extra = f"  {flops / statistics.median(times) / (peak * 1e12):.1%}" if peak else ""
+        else:
             achieved = flops / statistics.median(times)
-            mfu = f"  {achieved / 1e9:7.1f}  {achieved / cpu_peak:11.1%}"
-        print(f"{name:28s} {rate:10.0f} {ratio:8.2f}x{mfu}")
+            extra = f"  {achieved / 1e9:7.1f}  {achieved / statistics.median(gemm):11.1%}  {gib(rss[name])}"
+        print(f"{name:28s} {rate:10.0f} {ratio:8.2f}x{extra}")
 
 
 if __name__ == "__main__":

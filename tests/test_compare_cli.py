@@ -9,6 +9,7 @@ each model's predictions.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -49,8 +50,11 @@ def test_train_eval_adds_accuracy_baselines_and_paired_tests(tiny_llama, tmp_pat
         )
     )
     out = tmp_path / "out"
-    main(["compare", *map(str, recipes), "--output", str(out), "--train-eval", "--model", str(tiny_llama),
-          "--eval-data", str(test), "--max-steps", "2", "--max-tokens", "8", "--no-progress"])  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        main(["compare", *map(str, recipes), "--output", str(out), "--train-eval", "--model", str(tiny_llama),
+              "--eval-data", str(test), "--max-steps", "2", "--max-tokens", "8", "--no-progress"])  # fmt: skip
+    assert not [w for w in caught if "no checkpoint to resume from" in str(w.message)]  # a first run is not a resume
     line = capsys.readouterr().out
     assert line.startswith("compared 3 recipes (vote ") and str(out / "report.html") in line
     assert "none 0/40 kept, no adapter (no rows kept); base model, accuracy " in line

@@ -15,6 +15,7 @@ pytest.importorskip("transformers")
 from curator.backend import BackendOptions, Request, SamplingParams  # noqa: E402
 from curator.errors import CuratorError  # noqa: E402
 from curator.generate import GenerateConfig, ZeroShotCoT, run_generate  # noqa: E402
+from curator.lm.decoding import finish  # noqa: E402
 from curator_plugins.transformers_backend import TransformersBackend  # noqa: E402
 
 PROMPTS = ["Q: Tom has 3 apples and buys 4 more. How many apples does Tom have?\nA:", "Q: Kai has 9 eggs.\nA:"]
@@ -60,13 +61,13 @@ def test_sampling_n_per_request_and_cutting_at_a_stop_string(backend):
 
     tokenizer = backend._lm.tokenizer
     ids = tokenizer(" 3 + 4 = 7.\nQ: Tom", add_special_tokens=False)["input_ids"]
-    logprobs = torch.full((len(ids),), -0.5)
-    completion = backend._completion(ids, logprobs, {tokenizer.eos_token_id}, ("\nQ:",))
+    logprobs = [-0.5] * len(ids)
+    completion = finish(tokenizer, ids, logprobs, {tokenizer.eos_token_id}, ("\nQ:",))
     kept = completion.n_tokens
     assert completion.text == " 3 + 4 = 7." and completion.finish_reason == "stop"
     assert tokenizer.decode(ids[:kept]).startswith(" 3 + 4 = 7.") and kept < len(ids)
     assert completion.logprob == pytest.approx(-0.5 * kept)
-    ended = backend._completion([*ids[:3], tokenizer.eos_token_id, 0, 0], logprobs, {tokenizer.eos_token_id}, ())
+    ended = finish(tokenizer, [*ids[:3], tokenizer.eos_token_id, 0, 0], logprobs, {tokenizer.eos_token_id}, ())
     assert ended.n_tokens == 4 and ended.finish_reason == "stop"
 
 

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 pytest.importorskip("torch")
@@ -50,3 +51,29 @@ def test_large_vocabulary_scores_long_sequences_within_a_memory_bound():
     # A random model is near-uniform over the vocabulary: NLL close to ln(VOCAB).
     assert all(abs(nll - 11.76) < 0.5 for nll in report["mean_nll"])
     assert report["growth"] < BOUND_BYTES, f"scoring grew resident memory by {report['growth'] / 2**20:.0f} MiB"
+
+
+def test_scoring_budgets_shrink_to_the_memory_available_and_refuse_what_cannot_fit(tiny_llama, monkeypatch):
+    import curator.lm.memory as memory
+    from curator.errors import CuratorError
+    from curator.lm.loading import load_causal_lm
+    from curator.lm.scoring import score_texts
+
+    lm = load_causal_lm(str(tiny_llama), device="cpu")
+    shape = memory.ModelShape.of(lm.model.config)
+    width = 40
+    per_token = memory.inference_bytes_per_token(shape, width=width)
+    fixed = memory.head_chunk_bytes(shape, width)
+    monkeypatch.setattr(memory, "available_memory", lambda device="cpu": int((fixed + 100 * per_token) / memory.SAFETY))
+    budget = memory.inference_token_budget(lm.model, width, None, 4096, "cpu")
+    assert 95 <= budget <= 100  # the default (4,096) shrank to what fits
+    assert memory.inference_token_budget(lm.model, width, 80, 4096, "cpu") == 80
+    with pytest.raises(CuratorError, match=r"batch_tokens 1,000: .* lower batch_tokens$"):
+        memory.inference_token_budget(lm.model, width, 1000, 4096, "cpu")
+    with pytest.raises(CuratorError, match="lower max_length or free memory"):
+        memory.inference_token_budget(lm.model, 400, None, 4096, "cpu")
+    # Scoring still runs, in smaller batches, with the same results.
+    texts = ["Q: Tom has 3 apples.\nA:"] * 6
+    small = score_texts(lm, texts, [" He has 3 apples."] * 6, span="all")
+    monkeypatch.undo()
+    assert np.allclose(small.logprob, score_texts(lm, texts, [" He has 3 apples."] * 6, span="all").logprob)

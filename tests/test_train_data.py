@@ -82,6 +82,31 @@ def test_chat_template_that_closes_with_eos_gets_no_second_one(tokenizer):
     assert learned.count(tokenizer.eos_token_id) == 1
 
 
+def test_a_chat_templates_special_tokens_never_carry_loss(tokenizer):
+    # SmolLM2's layout: markers are special tokens, the turn ends with EOS and the template adds a newline.
+    tokenizer.chat_template = (
+        "{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
+        "{% if add_generation_prompt %}<s>assistant\n{% endif %}"
+    )
+    try:
+        example = format_row({"question": "2+3?", "rationale": "It is 5."}, "chat", tokenizer)
+    finally:
+        tokenizer.chat_template = None
+    assert example.completion == "It is 5.</s>"  # the template's trailing newline is stripped
+    special = set(tokenizer.all_special_ids)
+    for loss_on_prompt in (False, True):
+        (sample,), _ = encode_examples(
+            [example], np.ones(1), tokenizer, max_length=64, loss_on_prompt=loss_on_prompt, prompt_special_tokens=False
+        )
+        learned = sample.targets[sample.targets != IGNORE].tolist()
+        assert [t for t in learned if t in special] == [tokenizer.eos_token_id]  # only the closing EOS
+        assert learned[-1] == tokenizer.eos_token_id  # and nothing of the template after it
+        assert sample.input_ids[0] == tokenizer.convert_tokens_to_ids("<s>")
+    assert learned[: len(tokenizer("user", add_special_tokens=False)["input_ids"])] == tokenizer(
+        "user", add_special_tokens=False
+    )["input_ids"]  # with loss_on_prompt the prompt's words are learnt, its markers are not
+
+
 def test_truncation_keeps_the_prompt_and_cuts_the_completion(tokenizer):
     example = natural("Tom has 3.", " ".join(["step"] * 50))
     prompt = tokenizer(example.prompt)["input_ids"]

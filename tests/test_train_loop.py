@@ -179,6 +179,7 @@ def test_cli_trains_from_yaml_and_reports_bad_input(tmp_path, data, base, capsys
         (["--data", data, "--where", "dropped_by=correctness"], "no column 'dropped_by'"),
         (["--data", data, "--objective", "nce"], "needs a teacher"),
         (["--data", data, "--model", str(tmp_path)], "not a model folder (no config.json)"),
+        (["--data", data, "--batch-tokens", "100000000"], "lower --batch-tokens"),
     ]:
         full = ["train", "--model", base, "--output", str(tmp_path / "bad"), "--max-steps", "1", *argv]
         with pytest.raises(SystemExit) as exit_info:
@@ -230,3 +231,36 @@ def test_nce_objective_trains_against_a_teacher_adapter(tmp_path, trained, base)
     pq.write_table(pa.Table.from_pylist(rows(2)), missing)
     with pytest.raises(CuratorError, match="missing column 'nce_beta'"):
         run(missing, base, tmp_path / "nce2", objective="nce", teacher=str(trained), max_steps=1)
+
+
+def test_unset_batch_tokens_are_chosen_for_the_memory_and_kept_on_resume(tmp_path, data, base, monkeypatch, capsys):
+    from transformers import AutoConfig
+
+    import curator.train.memory as plan
+    from curator.lm.memory import GiB, ModelShape, training_bytes
+
+    shape = ModelShape.of(AutoConfig.from_pretrained(base))
+    small = int(training_bytes(shape, 1500, width=64, checkpointing=False, lora_dropout=0.05) / plan.SAFETY)
+    monkeypatch.setattr(plan, "available_memory", lambda device: small)
+    run(data, base, tmp_path / "auto", batch_tokens=None, max_steps=2, save_every=1, progress=True)
+    memory = json.loads((tmp_path / "auto" / "manifest.json").read_text())["memory"]
+    assert memory["chosen"] and not memory["gradient_checkpointing"] and memory["available_bytes"] == small
+    assert memory["grad_accum"] > 1 and memory["batch_tokens"] * memory["grad_accum"] >= plan.DEFAULT_STEP_TOKENS
+    assert memory["peak_rss_bytes"] > 0
+    assert "train: micro-batches of up to" in capsys.readouterr().err
+
+    monkeypatch.setattr(plan, "available_memory", lambda device: 1024 * GiB)  # more memory now: same plan on resume
+    run(data, base, tmp_path / "auto", batch_tokens=None, max_steps=2, save_every=1, resume=True, progress=True)
+    again = json.loads((tmp_path / "auto" / "manifest.json").read_text())["memory"]
+    assert {k: again[k] for k in ("batch_tokens", "grad_accum")} == {k: memory[k] for k in ("batch_tokens", "grad_accum")}
+    assert "(from the checkpoint)" in capsys.readouterr().err
+
+
+def test_training_stops_with_a_clear_error_when_memory_runs_low(tmp_path, data, base, monkeypatch):
+    import curator.train.memory as plan
+    from curator.lm.memory import GiB
+
+    calls = iter([64 * GiB])  # planning sees plenty; the first check during training sees almost nothing
+    monkeypatch.setattr(plan, "available_memory", lambda device: next(calls, 1 << 20))
+    with pytest.raises(CuratorError, match=r"stopped at step 1: only 0.0 GiB of memory left .* then --resume"):
+        run(data, base, tmp_path / "low", max_steps=2)

@@ -55,7 +55,7 @@ class TrainThenEvaluate:
             "model": self.config.model,
             "output": str(adapter),
             "max_steps": self.config.max_steps,
-            "resume": True,
+            "resume": adapter.exists(),  # an earlier comparison's run: continue it rather than train again
             "progress": self.config.progress,
         }
         return TrainConfig.from_sources(self.config.train_config, overrides)

@@ -98,12 +98,21 @@ class TrainConfig:
     max_steps: int | None = setting(
         None, minimum=1, help="Optimiser steps (overrides --epochs); with --resume, a larger value extends a run."
     )
-    batch_tokens: int = setting(8192, minimum=1, help="Token budget of one micro-batch (padding counted when padded).")
+    batch_tokens: int | None = setting(
+        None,
+        minimum=1,
+        help="Token budget of one micro-batch (padding counted when padded; default: the largest that fits the "
+        "memory available, estimated from the model's shape).",
+    )
     grad_accum: int = setting(1, minimum=1, help="Micro-batches per optimiser step.")
     packing: str = setting("auto", choices=PACKING, help="Pack samples into rows; auto: when the attention is varlen (flash).")
     attn_implementation: str | None = None
     dtype: str = setting("auto", choices=DTYPES, help="Base weights: auto is bf16 on CUDA, fp32 on CPU (not float16).")
-    gradient_checkpointing: bool = setting(False, help="Recompute activations in the backward pass: less memory, slower.")
+    gradient_checkpointing: bool | None = setting(
+        None,
+        help="Recompute activations in the backward pass: less memory, slower (default: on only when the memory "
+        "available demands it).",
+    )
     seed: int = setting(0, help="Seed of the LoRA initialisation and the data order.")
     save_every: int = setting(500, minimum=0, help="Checkpoint every N steps (0: only at the end).")
     keep_checkpoints: int = 2

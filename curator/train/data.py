@@ -204,6 +204,11 @@ def encode_examples(
 ) -> tuple[list[Sample], int]:
     """Tokenise prompt and completion apart, so the boundary between them is exact.
 
+    Special tokens (a chat template's ``<|im_start|>``, a BOS) never carry
+    loss, even with ``loss_on_prompt``; the one exception is the EOS that
+    closes the completion (appended, or the template's own end of turn, after
+    which the template's trailing text is dropped).
+
     ``values`` are per-row numbers an objective needs (``nce_beta``), carried
     onto each sample. Returns the samples and how many were truncated. Inputs drop the last
     token (EOS) and targets drop the first, so every input position predicts
@@ -216,14 +221,17 @@ def encode_examples(
         )
     prompts = tokenizer([e.prompt for e in examples], add_special_tokens=prompt_special_tokens)["input_ids"]
     completions = tokenizer([e.completion for e in examples], add_special_tokens=False)["input_ids"]
+    special = np.asarray(sorted(set(getattr(tokenizer, "all_special_ids", ())) | {eos}), dtype=np.int64)
     values = values or {}
     samples, truncated = [], 0
     for row, (prompt, completion) in enumerate(zip(prompts, completions, strict=True)):
-        if eos not in completion:  # a chat template may already close the turn with it
-            completion = [*completion, eos]
+        # A chat template closes the turn with EOS itself: what follows it is the template's, not the model's.
+        completion = completion[: completion.index(eos) + 1] if eos in completion else [*completion, eos]
         tokens = np.asarray(prompt + completion, dtype=np.int64)
         learn = np.zeros(len(tokens), dtype=bool)
         learn[0 if loss_on_prompt else len(prompt) :] = True
+        learn &= ~np.isin(tokens, special)  # a template's markers are never learnt...
+        learn[-1] = True  # ...except the EOS that ends the completion, which teaches the model to stop
         if len(tokens) > max_length + 1:
             tokens, learn, truncated = tokens[: max_length + 1], learn[: max_length + 1], truncated + 1
         targets = np.where(learn[1:], tokens[1:], IGNORE)

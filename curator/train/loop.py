@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -25,7 +26,9 @@ import numpy as np
 import torch
 
 from curator.errors import CuratorError
+from curator.lm.head import base_model
 from curator.lm.loading import pad_id, resolve_device, torch_dtype
+from curator.lm.memory import ModelShape, return_freed_memory
 from curator.outputs import output_lock
 from curator.progress import progress_bar
 from curator.train import model as models
@@ -33,6 +36,7 @@ from curator.train.batching import collate, plan_batches
 from curator.train.checkpoint import list_checkpoints, load_checkpoint, read_state, save_checkpoint, trainable
 from curator.train.config import RESUME_INVARIANT, TrainConfig, TrainResult
 from curator.train.data import Sample, TrainingTable, read_training_table
+from curator.train.memory import MemoryPlan, MemoryWatch, Workload, enable_checkpointing, plan_memory
 from curator.train.objectives import Objective, load_objective
 from curator.train.plot import plot_loss, read_metrics
 from curator.train.results import OUTPUTS, WEIGHT_FILES, MetricsLog, save_adapter, save_merged, write_manifest
@@ -54,6 +58,7 @@ class Run:
     dtype: torch.dtype
     packed: bool
     total_steps: int
+    memory: MemoryPlan
 
     @property
     def params(self) -> list[torch.nn.Parameter]:
@@ -64,12 +69,12 @@ class Run:
         return np.array([s.length for s in self.samples])
 
 
-def micro_batches(lengths: np.ndarray, config: TrainConfig, packed: bool) -> Iterator[np.ndarray]:
+def micro_batches(lengths: np.ndarray, config: TrainConfig, packed: bool, batch_tokens: int) -> Iterator[np.ndarray]:
     """Sample indices of every micro-batch in training order; endless when ``max_steps`` rules."""
     epochs = itertools.count() if config.max_steps else range(config.epochs)
     for epoch in epochs:
         rng = np.random.default_rng([config.seed, epoch])
-        yield from plan_batches(lengths, config.batch_tokens, packed, rng)
+        yield from plan_batches(lengths, batch_tokens, packed, rng)
 
 
 def learning_rate(config: TrainConfig, step: int, total: int) -> float:
@@ -88,8 +93,13 @@ def learning_rate(config: TrainConfig, step: int, total: int) -> float:
     return config.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def prepare(config: TrainConfig) -> Run:
-    """Read and encode the data, load the model with the objective's fresh trainable layers, build AdamW."""
+def prepare(config: TrainConfig, saved_plan: MemoryPlan | None = None) -> Run:
+    """Read and encode the data, load the model with the objective's fresh trainable layers, plan memory, build AdamW.
+
+    ``saved_plan`` (a resumed run's) replaces the memory plan, so the run replays the same micro-batches.
+    The plan is printed on stderr where progress is shown (a terminal, or ``--progress``), and is
+    always in the manifest.
+    """
     objective = load_objective(config)
     data = read_training_table(config.data, config.where, objective.columns, objective.build_files,
                                dataset_config=config.data_config, split=config.split)
@@ -106,15 +116,52 @@ def prepare(config: TrainConfig) -> Run:
     packed = _packing(config, models.attention_of(model), objective.packable)
     objective.setup(models.frozen_loader(objective, config, kwargs, device))
     params = [p for _, p in trainable(model)]
+    lengths = np.array([s.length for s in samples])
+    memory = saved_plan or _plan(config, model, params, lengths, packed, device, dtype)
+    if memory.gradient_checkpointing and not config.gradient_checkpointing:
+        enable_checkpointing(base_model(model))
+    if sys.stderr.isatty() if config.progress is None else config.progress:
+        print(memory.line() + (" (from the checkpoint)" if saved_plan else ""), file=sys.stderr)
     optimizer = torch.optim.AdamW(
         params, lr=config.lr, weight_decay=config.weight_decay, fused=device.type == "cuda"
     )
-    lengths = np.array([s.length for s in samples])
     total = config.max_steps or math.ceil(
-        sum(1 for _ in micro_batches(lengths, config, packed)) / config.grad_accum
+        sum(1 for _ in micro_batches(lengths, config, packed, memory.batch_tokens)) / memory.grad_accum
     )
     return Run(
-        config, objective, data, samples, truncated, tokenizer, model, optimizer, device, dtype, packed, total
+        config, objective, data, samples, truncated, tokenizer, model, optimizer, device, dtype, packed, total,
+        memory,
+    )
+
+
+def _plan(
+    config: TrainConfig,
+    model: torch.nn.Module,
+    params: list[torch.nn.Parameter],
+    lengths: np.ndarray,
+    packed: bool,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> MemoryPlan:
+    """The memory plan for this model and data (see :mod:`curator.train.memory`)."""
+    if device.type == "cpu":
+        return_freed_memory()
+    work = Workload(
+        shape=ModelShape.of(base_model(model).config),
+        longest=int(lengths.max()),
+        attention=models.attention_of(model),
+        packed=packed,
+        lora_r=config.lora_r,
+        lora_dropout=config.lora_dropout,
+        bytes_per_element=torch.finfo(dtype).bits // 8,
+        fixed_bytes=sum(p.numel() for p in params) * 4 * 4,  # weights, gradients, two AdamW moments (fp32)
+    )
+    return plan_memory(
+        work,
+        batch_tokens=config.batch_tokens,
+        grad_accum=config.grad_accum,
+        checkpointing=config.gradient_checkpointing,
+        device=str(device),
     )
 
 
@@ -129,17 +176,20 @@ def _train(config: TrainConfig, callbacks: Sequence[Callable[[dict[str, Any]], N
     session_start = time.perf_counter()
     output = Path(config.output)
     _check_output(output, config.resume)
-    run = prepare(config)
+    checkpoints = list_checkpoints(output) if config.resume else []
+    run = prepare(config, _saved_plan(checkpoints))
     fingerprint = {
         "data": run.data.fingerprint,
         **{k: getattr(config, k) for k in RESUME_INVARIANT},
         **run.objective.fingerprint(),
     }
-    state: dict[str, Any] = {"step": 0, "tokens": 0, "wall_time_s": 0.0, "fingerprint": fingerprint}
-    checkpoints = list_checkpoints(output) if config.resume else []
+    state: dict[str, Any] = {
+        "step": 0, "tokens": 0, "wall_time_s": 0.0, "fingerprint": fingerprint, "memory_plan": run.memory.to_dict()
+    }
     if checkpoints:
         _check_resume(read_state(checkpoints[-1])["fingerprint"], fingerprint, checkpoints[-1])
         state = load_checkpoint(checkpoints[-1], run.model, run.optimizer)
+        state.setdefault("memory_plan", run.memory.to_dict())
         if state["step"] > run.total_steps:
             raise CuratorError(
                 f"{checkpoints[-1]}: cannot resume, the checkpoint is at step {state['step']}, past the "
@@ -158,13 +208,14 @@ def _train(config: TrainConfig, callbacks: Sequence[Callable[[dict[str, Any]], N
         save_checkpoint(output, run.model, run.optimizer, saved, config.keep_checkpoints)
 
     (output / "manifest.json").unlink(missing_ok=True)  # the outputs change from here; written last
+    watch = MemoryWatch(str(run.device), run.memory)
     with progress_bar(
         run.total_steps, "train", enabled=config.progress, unit="steps", initial=state["step"]
     ) as bar:
         log = MetricsLog(output / "metrics.jsonl", state["step"], config.log_every, run.device, callbacks, bar,
                          pending=state.pop("log", None))
         try:
-            _steps(run, state, log, save)
+            _steps(run, state, log, save, watch)
         finally:
             log.close()
 
@@ -186,6 +237,7 @@ def _train(config: TrainConfig, callbacks: Sequence[Callable[[dict[str, Any]], N
             "config": config.to_dict(),
             "data": _data_section(run),
             "model": _model_section(run),
+            "memory": {**run.memory.to_dict(), **watch.summary()},
             "steps": state["step"],
             "tokens_seen": state["tokens"],
             "final_loss": final_loss,
@@ -197,16 +249,18 @@ def _train(config: TrainConfig, callbacks: Sequence[Callable[[dict[str, Any]], N
     return TrainResult(output, state["step"], state["tokens"], final_loss, wall_time())
 
 
-def _steps(run: Run, state: dict[str, Any], log: MetricsLog, checkpoint: Callable[[], None]) -> None:
+def _steps(
+    run: Run, state: dict[str, Any], log: MetricsLog, checkpoint: Callable[[], None], watch: MemoryWatch
+) -> None:
     """Optimiser steps from ``state['step']`` to the end, skipping the micro-batches already trained on."""
-    config, params = run.config, run.params
-    stream = micro_batches(run.lengths, config, run.packed)
-    for _ in range(state["step"] * config.grad_accum):
+    config, params, accumulate = run.config, run.params, run.memory.grad_accum
+    stream = micro_batches(run.lengths, config, run.packed, run.memory.batch_tokens)
+    for _ in range(state["step"] * accumulate):
         next(stream)
     pad = pad_id(run.tokenizer)
     run.model.train()
     while state["step"] < run.total_steps:
-        plans = list(itertools.islice(stream, config.grad_accum))
+        plans = list(itertools.islice(stream, accumulate))
         if not plans:
             break
         batches = [collate([run.samples[i] for i in plan], run.packed, pad) for plan in plans]
@@ -219,6 +273,7 @@ def _steps(run: Run, state: dict[str, Any], log: MetricsLog, checkpoint: Callabl
                 loss = run.objective.loss(run.model, batch.to(run.device)) / units
             loss.backward()
             log.add_loss(loss)
+            watch.check(state["step"] + 1)
         if config.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
         run.optimizer.step()
@@ -231,6 +286,14 @@ def _steps(run: Run, state: dict[str, Any], log: MetricsLog, checkpoint: Callabl
         log.step_done(state["step"], lr, step_tokens, state["tokens"], last or state["step"] == 1)
         if last or (config.save_every and state["step"] % config.save_every == 0):
             checkpoint()
+
+
+def _saved_plan(checkpoints: list[Path]) -> MemoryPlan | None:
+    """The memory plan a checkpointed run trained with (None for checkpoints written before plans were saved)."""
+    if not checkpoints:
+        return None
+    saved = read_state(checkpoints[-1]).get("memory_plan")
+    return MemoryPlan.from_dict(saved) if saved else None
 
 
 def _data_section(run: Run) -> dict[str, Any]:
