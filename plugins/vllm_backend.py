@@ -18,7 +18,8 @@ What vLLM does not do for us:
   prefill) kills the engine (``CPU Generator does not use offset``), so there
   chunked prefill is off unless the options say otherwise.
 - A dead engine, a model folder it cannot load or one without the chat
-  template ``--chat`` needs become one line, not a traceback.
+  template ``--chat`` needs become one line, not a traceback (vLLM's engine
+  process may still print its own as it dies: it shares this stderr).
 - vLLM refuses ``n > 1`` with greedy sampling: at temperature 0 one sample
   is generated and repeated.
 
