@@ -9,7 +9,8 @@ import pytest
 
 pytest.importorskip("openai")
 
-from curator.cli import main  # noqa: E402
+from helpers_cli import exit_code  # noqa: E402
+
 from curator.testing import openai_server  # noqa: E402
 
 EXEMPLARS = Path(__file__).resolve().parent.parent / "examples" / "gsm8k" / "wei2022_cot_exemplars.jsonl"
@@ -39,10 +40,7 @@ def test_generate_with_exemplars_sends_them_before_the_question(stub, tmp_path, 
     args = ["generate", "--input", str(questions), "--output", str(tmp_path / "out"), "--task", "gsm8k",
             "--backend", "openai", "--model", "stub-model", "--base-url", server.base_url, "--no-progress",
             "--prompt", "few-shot-cot", "--exemplars", str(EXEMPLARS)]
-    try:
-        main(args)
-    except SystemExit as exc:
-        assert not exc.code
+    assert exit_code(args) == 0
     shots = [json.loads(line) for line in EXEMPLARS.read_text().splitlines()]
     expected = "".join(f"Q: {s['question']}\nA: {s['answer']}\n\n" for s in shots) + f"Q: {question}\nA:"
     assert seen == [expected]

@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from helpers_build import build, read_split
+from helpers_cli import exit_code
 
-from curator.cli import main
 from curator.outputs import atomic_path, write_json
 from curator.testing import make_candidates
 
@@ -34,10 +34,7 @@ def modes(folder: Path) -> dict[str, int]:
 
 
 def cli(*args: str) -> None:
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        assert not exc.code, exc
+    assert exit_code(list(args)) == 0, args
 
 
 def test_atomic_files_get_the_umask_mode(tmp_path, umask):

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from curator.errors import CuratorError
 from curator.export.config import ExportConfig, ExportResult
@@ -35,7 +34,7 @@ def run_export(config: ExportConfig) -> ExportResult:
             first_row += batch.num_rows
             for clause in config.where:
                 mask = where_mask(table, clause, config.file)
-                table, weights = table.filter(mask), weights[pc.fill_null(mask, False).to_numpy(zero_copy_only=False)]
+                table, weights = table.filter(pa.array(mask)), weights[mask]
             missing = [c for c in config.extra if c not in table.column_names]
             if missing:
                 raise CuratorError(

@@ -119,7 +119,7 @@ def read_training_table(
         read = table.num_rows
         chosen = np.ones(read, dtype=bool)
         for clause in where:
-            chosen &= pc.fill_null(where_mask(table, clause, path), False).to_numpy(zero_copy_only=False)
+            chosen &= where_mask(table, clause, path)
         for column in columns:
             if column not in table.column_names:
                 has = ", ".join(table.column_names)
@@ -150,8 +150,8 @@ def read_training_table(
     )
 
 
-def where_mask(table: pa.Table, clause: str, path: str) -> pa.ChunkedArray:
-    """``COLUMN=VALUE`` / ``COLUMN!=VALUE`` (``null`` matches missing values) as a row mask."""
+def where_mask(table: pa.Table, clause: str, path: str) -> np.ndarray:
+    """``COLUMN=VALUE`` / ``COLUMN!=VALUE`` (``null`` matches missing values) as a boolean row mask."""
     negate = "!=" in clause
     column, sep, text = clause.partition("!=" if negate else "=")
     column, text = column.strip(), text.strip()
@@ -172,7 +172,7 @@ def where_mask(table: pa.Table, clause: str, path: str) -> pa.ChunkedArray:
                 f"--where '{clause}': '{text}' is not a value of column '{column}' ({array.type})"
             ) from None
         mask = pc.fill_null(pc.equal(array, value), False)
-    return pc.invert(mask) if negate else mask
+    return (pc.invert(mask) if negate else mask).to_numpy(zero_copy_only=False)
 
 
 def row_weights(table: pa.Table, path: str, first_row: int = 1) -> np.ndarray:

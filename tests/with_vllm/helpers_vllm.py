@@ -7,20 +7,11 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from helpers_cli import exit_code as run
 
-from curator.cli import main
 from curator.testing.tiny import arithmetic_corpus
 
 ADAPTER_RANK = 8
-
-
-def run(args: list[str]) -> int:
-    """``curator ARGS`` in this process; its exit code."""
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def train_adapter(model: Path, output: Path, steps: int = 3) -> Path:
