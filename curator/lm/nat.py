@@ -45,8 +45,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from curator.errors import CuratorError
-from curator.lm.loading import NAT_CANNOT_MERGE, NAT_FILES
+from curator.lm.loading import NAT_CANNOT_MERGE
 from curator.lm.peft_lora import LoraWeights, tensor_digest
+from curator.lm.weights import NAT_FILES
 from curator.outputs import write_json
 
 FORMAT = "curator-nat"

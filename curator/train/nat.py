@@ -31,9 +31,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from curator.lm.loading import NAT_FILES
 from curator.lm.nat import NatSpec, build_nat, select_modules
 from curator.lm.peft_lora import read_lora
+from curator.lm.weights import NAT_FILES
 from curator.train.config import TrainConfig
 from curator.train.model import enable_checkpointing
 from curator.train.objectives import SFT

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from curator.lm.loading import NAT_FILES
+from curator.lm.weights import NAT_FILES
 from curator.outputs import package_versions, readable, write_json
 from curator.train.plot import read_metrics
 
