@@ -68,3 +68,21 @@ def test_transformers_own_bars_and_deprecations_only_with_curator_verbose(tiny_l
     assert quiet.returncode == 0 and verbose.returncode == 0, quiet.stderr + verbose.stderr
     assert quiet.stdout.startswith("trained 1 steps") and quiet.stderr == ""
     assert "Loading weights" in verbose.stderr and "FutureWarning" in verbose.stderr  # what the switch hides
+
+
+def test_main_in_a_process_that_already_imported_transformers_quiets_its_bars(monkeypatch):
+    pytest.importorskip("transformers")
+    from transformers.utils import logging as transformers_logging
+
+    from curator.cli import quiet_libraries
+
+    monkeypatch.delenv("CURATOR_VERBOSE", raising=False)
+    transformers_logging.enable_progress_bar()
+    transformers_logging.set_verbosity_warning()
+    try:
+        quiet_libraries()  # what main() runs first
+        assert not transformers_logging.is_progress_bar_enabled()
+        assert transformers_logging.get_verbosity() == transformers_logging.ERROR
+    finally:
+        transformers_logging.disable_progress_bar()
+        transformers_logging.set_verbosity_error()

@@ -77,6 +77,17 @@ def quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     for category in (FutureWarning, DeprecationWarning):
         warnings.filterwarnings("ignore", category=category)
+    # Already imported (``main`` called in a process that loaded them: a notebook, a test): the
+    # switches above were read at their import, so the same settings are made through their APIs.
+    hub_utils = sys.modules.get("huggingface_hub.utils")
+    transformers_logging = sys.modules.get("transformers.utils.logging")
+    if os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1":
+        if hub_utils is not None:
+            hub_utils.disable_progress_bars()
+        if transformers_logging is not None:
+            transformers_logging.disable_progress_bar()
+    if transformers_logging is not None and os.environ["TRANSFORMERS_VERBOSITY"] == "error":
+        transformers_logging.set_verbosity_error()
 
 
 def main(argv: list[str] | None = None) -> None:
