@@ -125,7 +125,9 @@ class Filter(ABC):
     """What installs :attr:`dependencies`, named in the error: an extra of
     rationale-curator (``"lm"``) or a requirement (``"my-filter[gpu]"``)."""
     uses_model: ClassVar[bool] = False
-    """:meth:`score` runs a model: the Ray executor gives each of its workers a GPU when the cluster has them."""
+    """:meth:`score` runs a model: the Ray executor gives each of its workers a GPU when the cluster has them,
+    and the local executor scores one batch at a time. A filter that runs no model may have :meth:`score`
+    called on two batches at once, from two threads: it keeps nothing of one call on ``self`` for the next."""
 
     @abstractmethod
     def score(self, batch: pa.RecordBatch, context: FilterContext) -> Mapping[str, Any]:

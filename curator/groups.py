@@ -19,9 +19,10 @@ def group_starts(ids: pa.Array) -> np.ndarray:
     n = len(ids)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    # indices_nonzero, not a boolean to_numpy: that conversion goes through pyarrow's pandas bridge.
-    changed = pc.indices_nonzero(pc.not_equal(ids.slice(1), ids.slice(0, n - 1)))
-    return np.concatenate(([0], np.asarray(changed).astype(np.int64) + 1))
+    # indices_nonzero, not a boolean to_numpy: that conversion goes through pyarrow's pandas bridge; and
+    # to_numpy, not np.asarray, which copies value by value holding the GIL.
+    changed = pc.indices_nonzero(pc.not_equal(ids.slice(1), ids.slice(0, n - 1))).to_numpy()
+    return np.concatenate(([0], changed.astype(np.int64) + 1))
 
 
 def group_index(ids: pa.Array) -> np.ndarray:

@@ -80,30 +80,46 @@ class OutputWriter:
         self._stack.__exit__(*failure)
 
     def write(self, batch: pa.RecordBatch) -> None:
-        """Split ``batch`` (input columns, scores, verdict) into its files, inside ``with``; the writing is queued."""
+        """Queue ``batch`` (input columns, scores, verdict) for its files, inside ``with``.
+
+        Each writing thread takes its own rows out of it (curated: kept;
+        rejected: the others, and each step's), so the copying is split too.
+        """
         assert self._workers, "write inside 'with writer:'"
         if not self.writers:
             dictionary = _dictionary_columns(batch)
             for target in self.targets:
                 self.writers[target] = pq.ParquetWriter(self._tmp(target), batch.schema, compression="zstd",
                                                         use_dictionary=dictionary)
-        keep = batch.column("keep")
-        self._queue("curated", batch.filter(keep))
-        rejected = batch.filter(pc.invert(keep))
-        self._queue("rejected", rejected)
+        kept = pc.sum(batch.column("keep").cast(pa.int64())).as_py() or 0
+        self.rows["curated"] += kept
+        self.rows["rejected"] += batch.num_rows - kept
+        self._workers["curated"].submit(self._split_curated, batch)
+        self._workers["rejected"].submit(self._split_rejected, batch)
+
+    @property
+    def cpu(self) -> float:
+        """CPU time the writing threads spent splitting, encoding and compressing."""
+        return sum(worker.cpu for worker in self._workers.values())
+
+    def _split_curated(self, batch: pa.RecordBatch) -> None:
+        self._write("curated", batch.filter(batch.column("keep")))
+
+    def _split_rejected(self, batch: pa.RecordBatch) -> None:
+        rejected = batch.filter(pc.invert(batch.column("keep")))
+        self._write("rejected", rejected)
         for name in self.step_names if len(self.targets) > 2 else []:
-            self._queue(f"rejected-{name}", rejected.filter(pc.equal(rejected.column("dropped_by"), name)))
+            mine = rejected.filter(pc.equal(rejected.column("dropped_by"), name))
+            self.rows[f"rejected-{name}"] += mine.num_rows
+            self._write(f"rejected-{name}", mine)
 
     def _worker(self, target: str) -> Worker:
         return self._workers["curated" if target == "curated" else "rejected"]
 
-    def _queue(self, target: str, batch: pa.RecordBatch) -> None:
-        if batch.num_rows:
-            self.rows[target] += batch.num_rows
-            self._worker(target).submit(self._write, target, batch)
-
     def _write(self, target: str, batch: pa.RecordBatch) -> None:
         """Row groups of about ``ROW_GROUP_ROWS`` rows: fewer, larger groups compress and write faster."""
+        if not batch.num_rows:
+            return
         pending = self._pending[target]
         pending.append(batch)
         if sum(b.num_rows for b in pending) >= ROW_GROUP_ROWS:

@@ -1,16 +1,18 @@
 """Where a build's time goes, phase by phase, as the build's own thread spends it: wall and CPU seconds.
 
-Work overlapped in a background thread (reading and answering the input,
-writing the working copy and the outputs) counts only where the build waits
-for it. On a
-loaded machine the wall seconds of every phase stretch with the load; the CPU
-seconds of the build's thread do not. The manifest records both; :data:`RESUME` names those spent on what makes a
+Wall seconds are the build's own thread's: work overlapped in background
+threads (reading the input, answering and hashing it, writing the working
+copy and the outputs) counts there only where the build waits for it. CPU
+seconds are those of every thread that worked on the phase, background ones
+included. On a loaded machine the wall seconds of every phase stretch with
+the load; the CPU seconds do not. The manifest records both; :data:`RESUME` names those spent on what makes a
 build resumable and its scores reusable, so their share of the build can be
 watched (``bench/bench_filters.py`` prints it).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -27,18 +29,21 @@ class Phases:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
+        self._lock = threading.Lock()
 
     def add(self, name: str, seconds: float, cpu: float = 0.0) -> None:
-        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
-        self.cpu[name] = self.cpu.get(name, 0.0) + cpu
+        with self._lock:  # background threads add their CPU time too
+            self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+            self.cpu[name] = self.cpu.get(name, 0.0) + cpu
 
     @contextmanager
-    def timing(self, name: str) -> Iterator[None]:
+    def timing(self, name: str, *, wall: bool = True) -> Iterator[None]:
+        """Time the block under ``name``; ``wall=False`` in a background thread, whose wall time overlaps."""
         started, cpu = time.perf_counter(), time.thread_time()
         try:
             yield
         finally:
-            self.add(name, time.perf_counter() - started, time.thread_time() - cpu)
+            self.add(name, time.perf_counter() - started if wall else 0.0, time.thread_time() - cpu)
 
     def timed(self, name: str, items: Iterable[T]) -> Iterator[T]:
         """``items``, with the time spent waiting for each one counted under ``name``."""
@@ -51,7 +56,7 @@ class Phases:
             yield item  # type: ignore[misc]
 
     def report(self) -> dict[str, dict[str, float]]:
-        """``{"wall": {phase: seconds}, "cpu": {phase: seconds of the build's thread}}``."""
+        """``{"wall": {phase: seconds of the build's thread}, "cpu": {phase: seconds of every thread}}``."""
         return {"wall": {name: round(s, 3) for name, s in self.seconds.items()},
                 "cpu": {name: round(s, 3) for name, s in self.cpu.items()}}
 

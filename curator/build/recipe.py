@@ -28,6 +28,10 @@ EXECUTORS = ("local", "ray")
 RECIPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 """A recipe's ``name``: what reports call it and the folder ``compare`` builds it in, so no spaces or slashes."""
 DATASET_KEYS = ("save", "push", "private", "license")
+BATCH_ROWS = 65_536
+"""Rows per working-copy batch (then cut at a group's end). Each batch costs the build a few milliseconds of
+Python on every pass, whatever its size; at this size that is a few percent of a model-free build, and a
+batch of GSM8K-like rows is about 20 MB."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,7 @@ class Recipe:
     output: Path | None
     base_dir: Path
     regroup: bool = False
-    batch_rows: int = 16384
+    batch_rows: int = BATCH_ROWS
     cache: Path | None = None
     rejected_by_step: bool = False
     device: str | None = None
@@ -142,7 +146,7 @@ def parse_recipe(raw: dict[str, Any], *, base_dir: Path, source: Path | None = N
         if not raw.get(key):
             raise CuratorError(f"{where}: missing '{key}'")
     steps = parse_steps(raw.get("filters") or [], where)
-    batch_rows = raw.get("batch_rows", 16384)
+    batch_rows = raw.get("batch_rows", BATCH_ROWS)
     if not isinstance(batch_rows, int) or batch_rows < 1:
         raise CuratorError(f"{where}: 'batch_rows' must be a positive integer")
     if raw.get("device"):

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from curator.background import mapped
 from curator.build.dataset import write_dataset
 from curator.build.manifest import build_manifest
 from curator.build.output import OutputWriter, output_batch
@@ -100,16 +101,20 @@ def _build(recipe: Recipe, output_dir: Path, progress: bool | None, registry: Re
         ]
         with progress_bar(prepared.num_rows, "writing", enabled=progress) as bar, writer:
             layout = [(p.step.name, p.output_names) for p in steps]
-            for index, first_row, batch in phases.timed("read copy", prepared.batches()):
+
+            def finished(item: tuple[int, int, pa.RecordBatch]) -> pa.RecordBatch:
+                index, first_row, batch = item
                 rows = slice(first_row, first_row + batch.num_rows)
-                with phases.timing("output"):
-                    out = output_batch(batch, index, first_row, layout, scores, state.reach[rows],
-                                       state.dropped_by[rows], state.weight[rows])
+                with phases.timing("output", wall=False):
+                    return output_batch(batch, index, first_row, layout, scores, state.reach[rows],
+                                        state.dropped_by[rows], state.weight[rows])
+
+            for out in phases.timed("output", mapped(finished, phases.timed("read copy", prepared.batches()))):
                 with phases.timing("write outputs"):
                     writer.write(out)
-                bar.update(batch.num_rows)
-            waiting = time.perf_counter(), time.thread_time()  # for the writer's last batches, as the block ends
-        phases.add("write outputs", time.perf_counter() - waiting[0], time.thread_time() - waiting[1])
+                bar.update(out.num_rows)
+            waiting = time.perf_counter()  # for the writer's last batches, as the block ends
+        phases.add("write outputs", time.perf_counter() - waiting, writer.cpu)
         described = executor.describe()
     finally:
         for planned in steps:
@@ -208,10 +213,17 @@ def _gather(planned: PlannedStep, prepared: Prepared, plan: StepPlan, new_parts:
 
 def _select(planned: PlannedStep, position: int, prepared: Prepared, plan: StepPlan, gathered: StepScores,
             stats: dict[str, Any], state: BuildState, phases: Phases) -> None:
+    """``select`` on every reached batch, two at once where there are two cores; the verdicts applied in order.
+
+    A batch's rows are its own, so a batch selected while the verdict of the
+    one before is applied reads a part of ``state`` no one is writing.
+    """
     spent = 0.0
     select_started, read_before = time.perf_counter(), phases.seconds.get("read copy", 0.0)
     select_cpu, read_cpu_before = time.thread_time(), phases.cpu.get("read copy", 0.0)
-    for index, first_row, batch in phases.timed("read copy", prepared.batches(plan.reached_batches)):
+
+    def selected(item: tuple[int, int, pa.RecordBatch]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float]:
+        index, first_row, batch = item
         reach = state.reach[first_row : first_row + batch.num_rows]
         rows = np.flatnonzero(reach) + first_row
         scores = gathered.read(index)
@@ -224,8 +236,13 @@ def _select(planned: PlannedStep, position: int, prepared: Prepared, plan: StepP
         )
         started = time.perf_counter()
         selection = planned.filter.select(combined, stats)
-        spent += time.perf_counter() - started
+        seconds = time.perf_counter() - started
         keep, weight = _check_selection(selection, len(rows), planned)
+        return rows, keep, weight, seconds
+
+    batches = phases.timed("read copy", prepared.batches(plan.reached_batches))
+    for rows, keep, weight, seconds in mapped(selected, batches):
+        spent += seconds
         dropped = rows[~keep]
         state.reach[dropped] = False
         state.dropped_by[dropped] = position

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
+from curator.build.recorded_warnings import recorded_warnings
 from curator.build.score_cache import KEY_COLUMNS
 from curator.build.step_scores import ROW, StepPlan
 from curator.build.working_copy import Prepared
@@ -139,8 +139,7 @@ def score_rows(work: StepWork, unit: int, rows: pa.RecordBatch, context: FilterC
             shown += count
 
     started = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught, reporting_rows(report):
-        warnings.simplefilter("always")
+    with recorded_warnings() as caught, reporting_rows(report):
         columns = filter.score(batch, context)
     seconds = time.perf_counter() - started
     report(batch.num_rows - shown)

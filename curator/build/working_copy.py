@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
-from curator.background import Worker, prefetched
+from curator.background import Worker, mapped, prefetched
 from curator.build.fingerprints import code_fingerprint
 from curator.build.phases import Phases
 from curator.build.row_keys import row_hashes, schema_digest, value_hashes
@@ -81,7 +81,11 @@ class Prepared:
 
 
 class GroupAligner:
-    """Re-cuts a stream of batches so that each output batch ends at a group boundary."""
+    """Re-cuts a stream of batches so that each output batch ends at a group boundary.
+
+    Only the rows carried over from one batch to the next are copied (once,
+    joined to the next batch); the batches handed on are slices.
+    """
 
     def __init__(self, batch_rows: int) -> None:
         self.batch_rows = batch_rows
@@ -93,23 +97,31 @@ class GroupAligner:
         self.pending_rows += batch.num_rows
         if self.pending_rows < self.batch_rows:
             return
-        table = pa.Table.from_batches(self.pending).combine_chunks()
-        cut = int(group_starts(table.column("id").chunk(0))[-1])  # the last group may go on
+        joined = concat_batches(self.pending)
+        cut = int(group_starts(joined.column("id"))[-1])  # the last group may go on
         if cut == 0:  # one group so far: wait for its end
+            self.pending = [joined]
             return
-        yield _single_batch(table.slice(0, cut))
-        rest = table.slice(cut)
-        self.pending = rest.to_batches()
-        self.pending_rows = rest.num_rows
+        yield joined.slice(0, cut)
+        self.pending = [joined.slice(cut)]
+        self.pending_rows = joined.num_rows - cut
 
     def flush(self) -> Iterator[pa.RecordBatch]:
         if self.pending_rows:
-            yield _single_batch(pa.Table.from_batches(self.pending))
+            yield concat_batches(self.pending)
         self.pending, self.pending_rows = [], 0
 
 
-def _single_batch(table: pa.Table) -> pa.RecordBatch:
-    return table.combine_chunks().to_batches()[0]
+def concat_batches(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    """One batch of the rows of ``batches`` (same schema), column by column; a lone batch as it is.
+
+    ``pa.Table.from_batches(...).combine_chunks()`` does the same several
+    times slower on text columns, and ``pa.concat_batches`` needs pyarrow 19.
+    """
+    if len(batches) == 1:
+        return batches[0]
+    columns = [pa.concat_arrays([batch.column(i) for batch in batches]) for i in range(batches[0].num_columns)]
+    return pa.RecordBatch.from_arrays(columns, schema=batches[0].schema)
 
 
 def prepare(
@@ -163,13 +175,33 @@ def _load(path: Path, keys_path: Path, source: Source, fingerprint: str, meta: d
     )
 
 
+@dataclass(frozen=True)
+class _Keyed:
+    """An answered batch of whole groups with what the working copy records of it."""
+
+    batch: pa.RecordBatch
+    filled_answer: bool
+    starts: np.ndarray
+    """Rows where a group begins."""
+    start_hashes: np.ndarray
+    """A 64-bit hash of each group's id, to find an id that comes back later."""
+    hashes: np.ndarray | None
+    """Each row's content hash, ``(n, 2)`` uint64, when the copy keeps them."""
+
+    @classmethod
+    def of(cls, batch: pa.RecordBatch, filled_answer: bool, with_hashes: bool) -> _Keyed:
+        ids = batch.column("id")
+        starts = group_starts(ids)
+        return cls(batch, filled_answer, starts, value_hashes(ids.take(starts))[:, 0].view(np.int64),
+                   row_hashes(batch) if with_hashes else None)
+
+
 class _CopyWriter:
     """Writes group-aligned batches, recording offsets and where each group starts.
 
     With ``keys_dest``, also each row's content hash and group number. The
     writes run in a background thread (Arrow's writer holds no GIL), overlapped
-    with answering and hashing the next batch; the hashing, which holds the GIL,
-    stays in the caller's thread.
+    with answering and hashing the next batches.
     """
 
     def __init__(self, dest: Path, keys_dest: Path | None) -> None:
@@ -184,24 +216,27 @@ class _CopyWriter:
         self.groups = 0
         self.worker = Worker("working-copy")
 
-    def write(self, batch: pa.RecordBatch) -> None:
+    @property
+    def keyed(self) -> bool:
+        return self.keys is not None
+
+    def write(self, item: _Keyed) -> None:
+        batch = item.batch
         if self.writer is None:
             self.schema = batch.schema
             self.writer = ipc.new_file(str(self.dest), batch.schema)
-        elif batch.schema != self.schema:
-            batch = batch.cast(self.schema)
-        ids = batch.column("id")
-        starts = group_starts(ids)
-        if self.keys is not None:
+        elif batch.schema != self.schema:  # a later batch typed otherwise (all nulls, say): hashed as cast
+            item = _Keyed.of(batch.cast(self.schema), item.filled_answer, self.keyed)
+            batch = item.batch
+        if self.keys is not None and item.hashes is not None:
             group = np.zeros(batch.num_rows, dtype=np.int64)
-            group[starts[1:]] = 1
-            hashes = row_hashes(batch)
+            group[item.starts[1:]] = 1
             self.worker.submit(self.keys.write_batch, pa.record_batch(
-                [pa.array(hashes[:, 0]), pa.array(hashes[:, 1]), pa.array(np.cumsum(group) + self.groups)],
+                [pa.array(item.hashes[:, 0]), pa.array(item.hashes[:, 1]), pa.array(np.cumsum(group) + self.groups)],
                 schema=KEYS_SCHEMA))
-        self.groups += len(starts)
-        self.start_hashes.append(value_hashes(ids.take(starts))[:, 0].view(np.int64))
-        self.start_rows.append(starts + self.rows)
+        self.groups += len(item.starts)
+        self.start_hashes.append(item.start_hashes)
+        self.start_rows.append(item.starts + self.rows)
         self.offsets.append(self.rows)
         self.rows += batch.num_rows
         self.worker.submit(self.writer.write_batch, batch)
@@ -221,29 +256,42 @@ class _CopyWriter:
 
 def _write_working_copy(source: Source, task: Task, dest: Path, keys_dest: Path | None, batch_rows: int, *,
                         check_groups: bool, phases: Phases) -> dict:
-    """Reading, checking and answering run in a background thread; hashing (which holds the GIL) here."""
+    """Reading, checking and cutting run in one background thread; answering and hashing in a pool of them.
+
+    Both are mostly Arrow and numpy kernels that release the GIL, so on two
+    cores two batches are answered and hashed at once; only the hashing of
+    long texts (one XXH3 call per value) holds it.
+    """
     out = _CopyWriter(dest, keys_dest)
     filled_answer = False
+
+    def answered_and_keyed(batch: pa.RecordBatch) -> _Keyed:
+        with phases.timing("answer", wall=False):
+            answered, filled = _answered(batch, task)
+        with phases.timing("working copy", wall=False):
+            return _Keyed.of(answered, filled, out.keyed)
+
     with out.worker:
-        answered = prefetched(_answered_batches(source, task, batch_rows))
-        for batch, filled_answer in phases.timed("read and answer", answered):  # noqa: B007 (the last one's says)
+        aligned = prefetched(_aligned_batches(source, batch_rows))
+        for item in phases.timed("read and answer", mapped(answered_and_keyed, aligned)):
             with phases.timing("working copy"):
-                out.write(batch)
+                out.write(item)
+            filled_answer = item.filled_answer  # the last batch's says
         with phases.timing("working copy"):
-            return out.close(source, check_groups=check_groups, filled_answer=filled_answer)
+            meta = out.close(source, check_groups=check_groups, filled_answer=filled_answer)
+    phases.add("working copy", 0.0, out.worker.cpu)
+    return meta
 
 
-def _answered_batches(source: Source, task: Task, batch_rows: int) -> Iterator[tuple[pa.RecordBatch, bool]]:
-    """The input checked, cut at group ends and answered (:func:`_answered`), batch by batch."""
+def _aligned_batches(source: Source, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """The input checked and cut at group ends, batch by batch."""
     aligner = GroupAligner(batch_rows)
     next_row = 1
     for raw in source.iter_batches(batch_rows):
         batch = conform(raw, source.path, next_row)
         next_row += batch.num_rows
-        for aligned in aligner.push(batch):
-            yield _answered(aligned, task)
-    for aligned in aligner.flush():
-        yield _answered(aligned, task)
+        yield from aligner.push(batch)
+    yield from aligner.flush()
 
 
 def _answered(batch: pa.RecordBatch, task: Task) -> tuple[pa.RecordBatch, bool]:
@@ -302,8 +350,8 @@ def _write_regrouped(unsorted: Path, dest: Path, keys_dest: Path, batch_rows: in
         codes = pc.dictionary_encode(table.column("id").combine_chunks()).indices.to_numpy()
         order = np.argsort(codes, kind="stable")
         for lo in range(0, len(order), batch_rows):
-            for batch in aligner.push(_single_batch(table.take(pa.array(order[lo : lo + batch_rows])))):
-                out.write(batch)
+            for batch in aligner.push(concat_batches(table.take(pa.array(order[lo : lo + batch_rows])).to_batches())):
+                out.write(_Keyed.of(batch, filled_answer, with_hashes=True))
         for batch in aligner.flush():
-            out.write(batch)
+            out.write(_Keyed.of(batch, filled_answer, with_hashes=True))
     return out.close(source, check_groups=False, filled_answer=filled_answer)

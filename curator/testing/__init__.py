@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from curator.build.recipe import BATCH_ROWS
 from curator.filter import Filter
 from curator.hookspecs import RegisterFilter, hookimpl
 from curator.plugins import Registry, get_registry, registry_for
@@ -65,7 +66,7 @@ def run_filter(
     task: str = "gsm8k",
     registry: Registry | None = None,
     base_dir: str | Path | None = None,
-    batch_rows: int = 16384,
+    batch_rows: int = BATCH_ROWS,
     **options: Any,
 ) -> pa.Table:
     """Run one filter step over ``table`` with the engine; all rows back, in input order.
