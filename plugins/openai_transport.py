@@ -25,25 +25,25 @@ VARYING = frozenset({"json_data", "idempotency_key"})
 
 
 def openai_client(openai: Any, **settings: Any) -> Any:
-    """An ``openai.AsyncOpenAI`` whose completion posts cost the client half the CPU they did.
+    """An ``openai.AsyncOpenAI`` that builds a completion post as a copy of the first one it built.
 
     The client builds every request from scratch: it validates a new options
     object, merges its default, auth and retry headers into httpx's
-    ``Headers``, parses the URL and checks query, files and timeouts (about
-    80 of the 150 µs it spends on a post here, measured with a carrier that
-    answers from memory), though every completion request of a run differs
-    from the first only in its body. So :meth:`post_json`
-    copies one options object per URL, and the first post of each shape
-    (the same options but the body, and the same retry count, whose header
-    differs) is built by the client itself and kept: later ones are copies
-    of it with their own body. A copy is used only where the client's own
-    build showed it would be the same request: taken by the carrier of
-    :func:`aiohttp_client`, its body the bytes :func:`_json` makes, and a
-    second build with another idempotency key giving the same method, URL,
-    headers and timeouts (a client whose headers change per request builds
-    each one itself, as does one given other options per call). The rest,
-    the retry loop above all, is the client's own. The client's settings
-    (key, headers, base URL) are not changed after it is made.
+    ``Headers``, parses the URL and checks query, files and timeouts (more
+    than half of its CPU per post; see ``bench/RESULTS.md``), though every
+    completion request of a run differs from the first only in its body. So
+    :meth:`post_json` copies one options object per URL, and the first post
+    of each shape (the same options but the body, and the same retry count,
+    whose header differs) is built by the client itself and kept: later ones
+    are copies of it with their own body. A copy is used only where the
+    client's own build showed it would be the same request: taken by the
+    carrier of :func:`aiohttp_client`, its body the bytes :func:`_json`
+    makes, and a second build with another idempotency key giving the same
+    method, URL, headers and timeouts (a client whose headers change per
+    request builds each one itself, as does one given other options per
+    call). The rest, the retry loop above all, is the client's own. The
+    client's settings (key, headers, base URL) are not changed after it is
+    made.
     """
     from openai._models import FinalRequestOptions
 
