@@ -11,6 +11,12 @@ Three sections, each printing a Markdown table:
   request is this process's CPU time over the requests sent (everything
   ``curator generate`` does: reading questions, prompts, retries' book-
   keeping, parsing, Parquet). Repetitions are interleaved; medians shown.
+- ``breakdown`` (``--server stub --breakdown``): where the client CPU of
+  ``curator generate`` goes. The client section's run again with parts of
+  the request path swapped out: the openai SDK's own aiohttp transport
+  (``DefaultAioHttpClient``) instead of the project's carrier; no openai
+  client (the backend posts the same bodies with aiohttp itself); no
+  network (every request answered at once from memory).
 - ``latency`` (``--server stub``): the sliding window. The same run with the
   default concurrency and with ``--concurrency 1`` for server latencies of
   0, 50 and 200 ms.
@@ -20,7 +26,7 @@ Three sections, each printing a Markdown table:
   send the same prompts with the same per-question seeds, so the server does
   the same work, and completion tokens/s of both are compared.
 
-    python bench/bench_generate.py [--questions 2000] [--repeats 3] [--delays 0,0.05,0.2]
+    python bench/bench_generate.py [--questions 2000] [--repeats 3] [--delays 0,0.05,0.2] [--breakdown]
     python bench/bench_generate.py --server vllm --model DIR [--base-url URL] [--questions 64]
     python bench/bench_generate.py --server transformers --model DIR [--questions 16] [--n 4]
 
@@ -41,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import subprocess
@@ -48,7 +55,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +196,107 @@ def client_section(root: Path, questions_count: int, repeats: int) -> None:
           f"{median(pairs, 0, 'cpu_ms'):.3f} ms | 1.00 |")
     print(f"| `curator generate` | {median(pairs, 1, 'completions_s'):,.0f} | {median(pairs, 1, 'cpu_ms'):.3f} ms "
           f"| **{statistics.median(ratios):.2f}** (each: {', '.join(f'{r:.2f}' for r in ratios)}) |")
+
+
+@contextlib.contextmanager
+def sdk_transport() -> Iterator[None]:
+    """The openai SDK's own aiohttp transport carries the requests."""
+    import openai
+
+    from curator_plugins import openai_backend
+
+    def carrier(httpx: Any, connections: int, timeout: float) -> Any:
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        return openai.DefaultAioHttpClient(limits=limits, timeout=timeout)
+
+    with patched(openai_backend, "aiohttp_client", carrier):
+        yield
+
+
+@contextlib.contextmanager
+def without_sdk() -> Iterator[None]:
+    """The backend posts its bodies with one aiohttp session of its own: no openai client on the path."""
+    import aiohttp
+
+    from curator_plugins import openai_backend
+
+    sessions: list[aiohttp.ClientSession] = []
+    backend_class = openai_backend.OpenAIBackend
+
+    async def call(self: Any, request: Any, n: int, offset: int) -> Any:
+        if not sessions:
+            sessions.append(aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self.options.concurrency)))
+        async with self._slots, sessions[0].post(self._url, data=json.dumps(self._body(request, n, offset)),
+                                                 headers={"Content-Type": "application/json"}) as answer:
+            body = await answer.read()
+        return openai_backend._parse(body, self.options.chat, request.params.stop)
+
+    async def close(self: Any) -> None:
+        while sessions:
+            await sessions.pop().close()
+        await original_close(self)
+
+    original_close = backend_class.close
+    with patched(backend_class, "_call", call), patched(backend_class, "close", close):
+        yield
+
+
+@contextlib.contextmanager
+def without_network() -> Iterator[None]:
+    """Every request answered at once from memory with one stub answer: what is left is curator's own work."""
+    from curator.testing.openai_server import StubConfig, respond
+    from curator_plugins import openai_backend
+
+    prompting = make_prompting("few-shot-cot", None, "gsm8k")
+    first = {"prompt": prompting.first("Kai has 3 marbles and finds 3 more. How many?", SamplingParams()).prompt,
+             "n": 4, "temperature": 0.7, "max_tokens": 64, "logprobs": 1, "stop": [QUESTION_STOP], "seed": 1}
+    answer = json.dumps(respond(first, StubConfig())).encode()
+
+    async def call(self: Any, request: Any, n: int, offset: int) -> Any:
+        self._body(request, n, offset)
+        await asyncio.sleep(0)
+        return openai_backend._parse(answer, self.options.chat, request.params.stop)
+
+    with patched(openai_backend.OpenAIBackend, "_call", call):
+        yield
+
+
+@contextlib.contextmanager
+def patched(owner: Any, name: str, value: Any) -> Iterator[None]:
+    original = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+def breakdown_section(root: Path, questions_count: int, repeats: int) -> None:
+    ways: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
+        "as shipped": contextlib.nullcontext,
+        "the SDK's own aiohttp transport (`DefaultAioHttpClient`) instead of the project's carrier": sdk_transport,
+        "no openai client: the backend posts with aiohttp itself": without_sdk,
+        "no network: answers from memory (curator's own work)": without_network,
+    }
+    cpu: dict[str, list[float]] = {name: [] for name in ways}
+    process, base_url = serve_stub(0.0)
+    try:
+        questions = write_questions(root / "breakdown.jsonl", questions_count)
+        for repeat in range(repeats):
+            for index, (name, way) in enumerate(ways.items()):
+                output = root / f"breakdown-{repeat}-{index}"
+                with way():
+                    run = timed(lambda o=output: curator_run(questions, o, base_url, "stub", 4, 0.7, 64, 1))
+                cpu[name].append(run["cpu_ms"])
+    finally:
+        process.terminate()
+        process.wait()
+    print(f"\n### Where the client CPU goes: the client section's run with parts taken away ({questions_count} "
+          f"questions, n = 4; {repeats} rounds; medians)\n")
+    print("| `curator generate` with | client CPU per request |")
+    print("|---|---|")
+    for name, values in cpu.items():
+        print(f"| {name} | {statistics.median(values):.3f} ms (each: {', '.join(f'{v:.3f}' for v in values)}) |")
 
 
 def latency_run(root: Path, name: str, questions: int, delay: float, concurrency: int) -> dict[str, Any]:
@@ -361,6 +469,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repetitions of each comparison")
     parser.add_argument("--delays", default="0,0.05,0.2",
                         help="stub: server latencies for the sliding-window table ('' to skip it)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="stub: also the client CPU with parts of the request path taken away")
     parser.add_argument("--requests", type=int, default=3000, help="stub: questions of each concurrent latency run")
     parser.add_argument("--sequential", type=int, default=300, help="stub: questions of each sequential run")
     parser.add_argument("--model", default=None, help="vllm, transformers: model folder")
@@ -387,6 +497,8 @@ def main() -> None:
             vllm_section(root, args)
             return
         client_section(root, args.questions or 2000, args.repeats)
+        if args.breakdown:
+            breakdown_section(root, args.questions or 2000, args.repeats)
         delays = [float(d) for d in args.delays.split(",") if d.strip()]
         if delays:
             latency_section(root, delays, args.requests, args.sequential)

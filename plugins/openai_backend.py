@@ -1,16 +1,18 @@
 """The ``openai`` backend: any OpenAI-compatible endpoint (OpenAI, vLLM, SGLang, llama.cpp).
 
-One shared async client of the ``openai`` package serves every request, on
-its aiohttp transport (``openai[aiohttp]``) when installed: at hundreds of
-connections the default httpx pool costs more CPU than the request. At most
+One shared async client of the ``openai`` package serves every request,
+carried by aiohttp when installed (``openai[aiohttp]``): at hundreds of
+connections the default httpx pool costs more CPU than the request (see
+:mod:`curator_plugins.openai_transport`, which also spares the client
+re-building the same request for every question). At most
 ``concurrency`` requests are at the server at once, each sent as soon as a
 slot frees (no per-batch barrier). The client retries 429s, 5xx, timeouts
 and dropped connections with backoff (honouring ``Retry-After``); this
 module adds the same number of retries for bodies that are not a valid
 completion, which the client would otherwise hand back as they are.
 
-Requests go through the client's ``post`` with a plain JSON body and come
-back as raw bytes parsed here: the typed ``create`` call validates and
+Requests go through the client's ``post`` (``post_json``) with a plain JSON
+body and come back as raw bytes parsed here: the typed ``create`` call validates and
 copies every argument and every choice into objects that are thrown away at
 once, which is most of its cost.
 
@@ -44,6 +46,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from curator import CuratorError, MissingDependency, RegisterBackend, hookimpl
 from curator.backend import Backend, BackendOptions, Completion, Request, Result, Usage
+from curator_plugins.openai_transport import aiohttp_client, openai_client
 
 RETRY_DELAY = 0.5
 """Seconds before the first retry of a malformed answer; doubled each time, at most 8."""
@@ -101,7 +104,8 @@ class OpenAIBackend(Backend):
                                   max_keepalive_connections=self.options.concurrency)
             http_client = openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.options.timeout)
         base_url, query = _split_query(self.options.base_url)
-        self._client = openai.AsyncOpenAI(
+        self._client = openai_client(
+            openai,
             api_key=key or "none",
             base_url=base_url,
             default_query=query or None,
@@ -186,7 +190,7 @@ class OpenAIBackend(Backend):
         for attempt in range(self.options.retries + 1):
             async with self._slots:
                 with self.in_flight:
-                    response = await self._client.post(self._url, body=body, cast_to=self._response_type)
+                    response = await self._client.post_json(self._url, body, self._response_type)
             try:
                 completions, usage = _parse(response.content, chat, stop)
             except MalformedResponse:
@@ -281,81 +285,6 @@ class OpenAIBackend(Backend):
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return text
-
-
-def aiohttp_client(httpx: Any, connections: int, timeout: float) -> Any:
-    """An httpx client for the openai client that sends its plain requests with aiohttp.
-
-    The openai client builds each request, retries it and turns its answer
-    into errors as always; this client only carries it. A request is sent as
-    the openai client built it (its headers, its bytes) through one aiohttp
-    session, its answer read whole, and aiohttp's errors become the httpx ones
-    the openai client retries. Anything else (streams, auth flows, files)
-    goes through httpx unchanged, as do URLs with credentials. Cookies are not kept: API servers do not
-    set them. This costs about half the client CPU of the openai client's
-    own aiohttp transport, which re-parses URLs and headers at each layer.
-    """
-    import aiohttp
-    import yarl
-
-    default = httpx._client.USE_CLIENT_DEFAULT
-
-    class AiohttpClient(httpx.AsyncClient):
-        def __init__(self) -> None:
-            super().__init__(timeout=timeout, follow_redirects=True)
-            self._session: aiohttp.ClientSession | None = None
-            self._urls: dict[str, tuple[Any, yarl.URL]] = {}
-
-        def build_request(self, method: str, url: Any, *, content: Any = None, headers: Any = None,
-                          timeout: Any = default, extensions: Any = None, **other: Any) -> Any:
-            plain = (isinstance(url, str) and isinstance(headers, list) and not extensions and "@" not in url
-                     and isinstance(content, (bytes, type(None))))
-            if not plain or any(value is not None for value in other.values()):
-                return super().build_request(method, url, content=content, headers=headers, timeout=timeout,
-                                             extensions=extensions, **other)
-            urls = self._urls.get(url)
-            if urls is None:
-                urls = self._urls[url] = (httpx.URL(url), yarl.URL(url))
-            limits = self.timeout if timeout is default else httpx.Timeout(timeout)
-            carried = {"timeout": limits.as_dict(), "curator.aiohttp": (urls[1], headers, content)}
-            # a ready stream: httpx neither re-encodes the body nor re-builds the headers (aiohttp adds Host
-            # and Content-Length itself)
-            return httpx.Request(method, urls[0], headers=headers, stream=httpx.ByteStream(content or b""),
-                                 extensions=carried)
-
-        async def send(self, request: Any, *, stream: bool = False, auth: Any = default,
-                       follow_redirects: Any = default) -> Any:
-            carried = request.extensions.get("curator.aiohttp")
-            if carried is None or stream or auth is not default:
-                return await super().send(request, stream=stream, auth=auth, follow_redirects=follow_redirects)
-            if self._session is None:
-                self._session = aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(limit=connections), auto_decompress=False,
-                    headers={"Accept-Encoding": "gzip, deflate"},
-                )
-            url, headers, content = carried
-            limits = request.extensions["timeout"]
-            try:
-                async with self._session.request(
-                    request.method, url, data=content, headers=headers,
-                    timeout=aiohttp.ClientTimeout(sock_connect=limits.get("connect"), sock_read=limits.get("read")),
-                ) as answer:
-                    body = await answer.read()
-            except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
-                raise httpx.ReadTimeout(str(exc) or "timed out", request=request) from exc
-            except aiohttp.ClientConnectorError as exc:
-                raise httpx.ConnectError(str(exc), request=request) from exc
-            except aiohttp.ClientError as exc:
-                raise httpx.RemoteProtocolError(str(exc) or type(exc).__name__, request=request) from exc
-            return httpx.Response(answer.status, headers=answer.raw_headers, content=body, request=request)
-
-        async def aclose(self) -> None:
-            if self._session is not None:
-                await self._session.close()
-                self._session = None
-            await super().aclose()
-
-    return AiohttpClient()
 
 
 def redact_url(url: str | None) -> str | None:
