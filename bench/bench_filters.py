@@ -190,13 +190,13 @@ def compare_speed(data: Path, rows: int, work: Path, peers: list[str], repeat: i
             print(f"{tool}: DIFFERENT from curator build: {found}")
         else:
             print(f"{tool}: the same split as curator build: 0 differences in every column on all {rows:,} rows")
-    for kind, label in (("wall", "wall s"), ("cpu", "CPU s of the build's thread")):
+    for kind, label in (("wall", "wall s of the build's thread"), ("cpu", "CPU s of every thread")):
         medians = {n: statistics.median(r["phases"][kind].get(n, 0.0) for r in ours) for n in ours[0]["phases"][kind]}
         print(f"curator build phases ({label}, median): " + ", ".join(f"{n} {v:.2f}" for n, v in medians.items()))
     wall = statistics.median(sum(r["phases"]["wall"].get(n, 0.0) for n in RESUME) / r["seconds"] for r in ours)
     cpu = statistics.median(sum(r["phases"]["cpu"].get(n, 0.0) for n in RESUME) / r["cpu"] for r in ours)
-    print(f"resumability ({', '.join(RESUME)}): {wall:.1%} of the build's wall time, {cpu:.1%} of its CPU time "
-          "(target < 15%)")
+    print(f"resumability ({', '.join(RESUME)}): {wall:.1%} of the build's wall time (its own thread's waits), "
+          f"{cpu:.1%} of the process's CPU time (every thread) (target < 15%)")
 
 
 def tree_pss_mib(root: int) -> float:

@@ -126,8 +126,9 @@ class Filter(ABC):
     rationale-curator (``"lm"``) or a requirement (``"my-filter[gpu]"``)."""
     uses_model: ClassVar[bool] = False
     """:meth:`score` runs a model: the Ray executor gives each of its workers a GPU when the cluster has them,
-    and the local executor scores one batch at a time. A filter that runs no model may have :meth:`score`
-    called on two batches at once, from two threads: it keeps nothing of one call on ``self`` for the next."""
+    and the local executor scores one batch at a time. :meth:`select`, and :meth:`score` of a filter that
+    runs no model, may be called on two batches at once from two threads: keep nothing of one call on
+    ``self`` for the next."""
 
     @abstractmethod
     def score(self, batch: pa.RecordBatch, context: FilterContext) -> Mapping[str, Any]:
@@ -136,7 +137,11 @@ class Filter(ABC):
     def fit(self, scores: ScoreColumns) -> dict[str, Any]:
         """Statistics over all rows that reached this filter (thresholds, percentiles).
 
-        The result goes to :meth:`select` and to the manifest.
+        The result goes to :meth:`select` and to the manifest. It depends on
+        the scores and the options only. The build first calls it with scores
+        that stop it at the first read: a fit that reads none returns its
+        statistics, and a build whose fits all do selects while it scores, in
+        one pass (see :mod:`curator.build.one_pass`).
         """
         return {}
 
@@ -252,7 +257,7 @@ def question_hashes(ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return unique[encoded.indices.fill_null(0).to_numpy(zero_copy_only=False)] if len(unique) else unique
 
 
-def row_hashes(batch: pa.RecordBatch) -> pa.UInt64Array:
+def row_hashes(batch: pa.RecordBatch, question: np.ndarray | None = None) -> pa.UInt64Array:
     """Each row's content hash: its ``id`` and ``sample`` (its identity), or ``id`` and ``rationale`` without a sample.
 
     A percentile filter returns it as its :data:`TIE_KEY` score column, so
@@ -263,7 +268,8 @@ def row_hashes(batch: pa.RecordBatch) -> pa.UInt64Array:
     selection. Rows with the same id and sample share a key. Only ids and
     sample-less rows are hashed in Python; the rest is vectorised.
     """
-    question = question_hashes(batch.column("id"))
+    if question is None:  # the caller may have them already (:func:`question_hashes` of the batch's ids)
+        question = question_hashes(batch.column("id"))
     names = batch.schema.names
     sample = batch.column("sample") if "sample" in names else pa.nulls(batch.num_rows, pa.int64())
     has_sample = sample.is_valid().to_numpy(zero_copy_only=False)

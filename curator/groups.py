@@ -42,17 +42,22 @@ def warn_repeated_samples(batch: pa.RecordBatch) -> None:
     if "sample" not in batch.schema.names or batch.num_rows < 2:
         return
     samples = batch.column("sample")
-    keyed = pa.table({"group": group_index(batch.column("id")), "sample": samples}).filter(pc.is_valid(samples))
-    counts = keyed.group_by(["group", "sample"]).aggregate([([], "count_all")])
-    repeated = counts.filter(pc.greater(counts.column("count_all"), 1))
-    if repeated.num_rows:
-        group, sample = repeated.column("group")[0].as_py(), repeated.column("sample")[0].as_py()
-        first_id = batch.column("id")[int(group_starts(batch.column("id"))[group])].as_py()
-        shared = int(pc.sum(repeated.column("count_all")).as_py())
-        warnings.warn(
-            f"{shared} rows share their (id, sample) with another row (first: id '{first_id}', sample {sample}); "
-            "each of them votes", UserWarning, stacklevel=2,
-        )
+    given = np.flatnonzero(samples.is_valid().to_numpy(zero_copy_only=False))
+    groups = group_index(batch.column("id"))[given]
+    numbers = pc.cast(samples, pa.int64()).to_numpy(zero_copy_only=False)[given]
+    order = np.lexsort((numbers, groups))  # rows of a question by sample number: a repeat sits next to its twin
+    same = (groups[order][1:] == groups[order][:-1]) & (numbers[order][1:] == numbers[order][:-1])
+    if not same.any():
+        return
+    repeated = np.zeros(len(order), dtype=bool)
+    repeated[1:] |= same
+    repeated[:-1] |= same
+    first = order[int(np.argmax(same))]
+    first_id = batch.column("id")[int(given[first])].as_py()
+    warnings.warn(
+        f"{int(repeated.sum())} rows share their (id, sample) with another row (first: id '{first_id}', sample "
+        f"{int(numbers[first])}); each of them votes", UserWarning, stacklevel=2,
+    )
 
 
 @dataclass(frozen=True)

@@ -135,11 +135,12 @@ class Entropy(Filter):
         code, _ = votes.majority()
         agrees = (votes.row_code >= 0) & (votes.row_code == code[votes.row_group])
         row_entropy = entropy[votes.row_group]
+        question = question_hashes(batch.column("id"))
         return {
             "answer_entropy": pa.array(row_entropy, mask=np.isnan(row_entropy)),
             "_agrees": pa.array(agrees),
-            TIE_KEY: row_hashes(batch),
-            GROUP_TIE_KEY: pa.array(question_hashes(batch.column("id")), pa.uint64()),
+            TIE_KEY: row_hashes(batch, question),
+            GROUP_TIE_KEY: pa.array(question, pa.uint64()),
         }
 
     def fit(self, scores: ScoreColumns) -> dict[str, Any]:

@@ -55,3 +55,44 @@ def test_a_worker_runs_calls_in_order_and_raises_a_failure_once():
         for item in range(5):
             worker.submit(done.append, item)
     assert done == [1, 0, 1, 2, 3, 4]
+
+
+def test_mapped_keeps_order_across_threads_and_raises_a_failure_in_its_turn():
+    import time
+
+    from curator.background import mapped
+
+    def slow_first(item):
+        time.sleep(0.02 if item == 0 else 0.0)  # the first finishes last; it still comes first
+        return item * item, threading.current_thread().name
+
+    results = list(mapped(slow_first, range(20), workers=2))
+    assert [value for value, _ in results] == [i * i for i in range(20)]
+    assert {name for _, name in results} <= {f"curator-map_{i}" for i in range(2)}
+
+    def failing(item):
+        if item == 3:
+            raise ValueError("bad batch 3")
+        return item
+
+    seen = []
+    with pytest.raises(ValueError, match="bad batch 3"):
+        seen.extend(mapped(failing, range(100), workers=2))
+    assert seen == [0, 1, 2]
+    assert not [t for t in threading.enumerate() if t.name.startswith("curator-map")]
+
+
+def test_mapped_reads_only_a_few_items_ahead_of_the_caller():
+    from curator.background import mapped
+
+    pulled = []
+
+    def items():
+        for item in range(1000):
+            pulled.append(item)
+            yield item
+
+    results = mapped(lambda item: item, items(), workers=2)
+    assert [next(results) for _ in range(3)] == [0, 1, 2]
+    assert len(pulled) <= 3 + 2 * 2 + 1  # what was handed back, what waits, the one in hand
+    results.close()

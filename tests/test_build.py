@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -213,6 +214,9 @@ def test_warnings_while_scoring_name_the_step_and_reach_the_manifest(tmp_path, c
         result = build(tmp_path, candidates, [{"grumpy": {"name": "picky"}}], batch_rows=1000)
     warned = result.manifest["steps"][0]["warnings"]
     assert len(warned) >= 1 and all(w.startswith("filter step 'picky': ") for w in warned)
+    # one per batch, each with its own batch's rows, though batches score two at once in threads
+    counts = [int(re.search(r"(\d+) rows looked odd", w).group(1)) for w in warned]
+    assert sum(counts) == result.manifest["rows_in"] and len(counts) > 1
     cached = build(tmp_path, candidates, [{"grumpy": {"name": "picky"}}], batch_rows=1000, name="again")
     assert cached.manifest["steps"][0]["cached"] is True
     assert cached.manifest["steps"][0]["warnings"] == warned
@@ -353,8 +357,9 @@ def test_recipe_executor_and_step_concurrency_are_checked(tmp_path, candidates):
 
 def test_the_command_line_draws_a_bar_per_step_with_integer_counts_only_when_asked(tmp_path):
     recipe = ROOT / "examples" / "gsm8k" / "self_consistency.yaml"
+    # a percentile cut needs every score before it selects: a pass, and a bar, per step
     shown = subprocess.run([sys.executable, "-m", "curator", "build", str(recipe), "--output", str(tmp_path / "a"),
-                            "--set", "filters=[correctness, entropy]",
+                            "--set", "filters=[correctness, {entropy: {keep_percent: 50}}]",
                             "--progress"], capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
@@ -362,6 +367,12 @@ def test_the_command_line_draws_a_bar_per_step_with_integer_counts_only_when_ask
     assert "correctness: 100%" in shown.stderr and "1200/1200" in shown.stderr
     assert f"{reaching}/{reaching}" in shown.stderr and reaching < 1200  # entropy's bar counts the rows it gets
     assert "1.20k" not in shown.stderr
+    # a fixed threshold needs none: one pass through both steps, one bar
+    fused = subprocess.run([sys.executable, "-m", "curator", "build", str(recipe), "--output", str(tmp_path / "c"),
+                            "--set", "filters=[correctness, entropy]", "--progress"], capture_output=True, text=True)
+    assert fused.returncode == 0, fused.stderr
+    assert "correctness → entropy: 100%" in fused.stderr and "1200/1200" in fused.stderr
+    assert "correctness: " not in fused.stderr and "writing" not in fused.stderr
     hidden = subprocess.run([sys.executable, "-m", "curator", "build", str(recipe), "--output", str(tmp_path / "b")],
                             capture_output=True, text=True)
     assert hidden.returncode == 0 and "rows/s" not in hidden.stderr  # stderr is not a terminal here

@@ -3,9 +3,11 @@
 Files are written under temporary names and renamed at the end; the old
 manifest is removed first, so ``manifest.json`` exists only beside a
 complete, matching set of outputs. The build's scratch folder (plans and
-gathered scores) lives beside them under a temporary name too. Encoding
-and compressing run in two background threads (curated rows, rejected rows),
-overlapped with each other and with the build's next batch.
+gathered scores) lives beside them under a temporary name too. Splitting a
+batch into its files' rows runs where the batch was made (see
+:func:`~curator.build.run.run_build`); encoding and compressing run in two
+background threads (curated rows, rejected rows), overlapped with each other
+and with the build's next batches.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curator.background import Worker
-from curator.build.step_scores import ROW, StepScores
 from curator.outputs import write_json
 
 ROW_GROUP_ROWS = 65_536
@@ -79,47 +80,50 @@ class OutputWriter:
                 self._worker(target).submit(self._flush, target)
         self._stack.__exit__(*failure)
 
-    def write(self, batch: pa.RecordBatch) -> None:
-        """Queue ``batch`` (input columns, scores, verdict) for its files, inside ``with``.
+    def split(self, batch: pa.RecordBatch) -> dict[str, pa.RecordBatch]:
+        """``batch`` (input columns, scores, verdict) cut into the rows of each file; safe in any thread."""
+        parts = {"curated": batch.filter(batch.column("keep"))}
+        rejected = parts["rejected"] = batch.filter(pc.invert(batch.column("keep")))
+        for name in self.step_names if len(self.targets) > 2 else []:
+            parts[f"rejected-{name}"] = rejected.filter(pc.equal(rejected.column("dropped_by"), name))
+        return parts
 
-        Each writing thread takes its own rows out of it (curated: kept;
-        rejected: the others, and each step's), so the copying is split too.
-        """
+    def write(self, batch: pa.RecordBatch, parts: dict[str, pa.RecordBatch]) -> None:
+        """Queue the parts of ``batch`` (:meth:`split`) for their files, inside ``with``."""
         assert self._workers, "write inside 'with writer:'"
         if not self.writers:
             dictionary = _dictionary_columns(batch)
             for target in self.targets:
                 self.writers[target] = pq.ParquetWriter(self._tmp(target), batch.schema, compression="zstd",
                                                         use_dictionary=dictionary)
-        kept = pc.sum(batch.column("keep").cast(pa.int64())).as_py() or 0
-        self.rows["curated"] += kept
-        self.rows["rejected"] += batch.num_rows - kept
-        self._workers["curated"].submit(self._split_curated, batch)
-        self._workers["rejected"].submit(self._split_rejected, batch)
+        for target, rows in parts.items():
+            if rows.num_rows:
+                self.rows[target] += rows.num_rows
+                self._worker(target).submit(self._write, target, rows)
+
+    @property
+    def schema(self) -> pa.Schema | None:
+        """The files' schema, once the first batch set it."""
+        return next(iter(self.writers.values())).schema if self.writers else None
+
+    def discard(self) -> None:
+        """Close and remove the files begun (after the writing threads stopped): the build starts them again."""
+        for target, writer in self.writers.items():
+            writer.close()
+            self._tmp(target).unlink(missing_ok=True)
+        self.writers.clear()
+        self.rows = dict.fromkeys(self.targets, 0)
 
     @property
     def cpu(self) -> float:
-        """CPU time the writing threads spent splitting, encoding and compressing."""
+        """CPU time the writing threads spent encoding and compressing."""
         return sum(worker.cpu for worker in self._workers.values())
-
-    def _split_curated(self, batch: pa.RecordBatch) -> None:
-        self._write("curated", batch.filter(batch.column("keep")))
-
-    def _split_rejected(self, batch: pa.RecordBatch) -> None:
-        rejected = batch.filter(pc.invert(batch.column("keep")))
-        self._write("rejected", rejected)
-        for name in self.step_names if len(self.targets) > 2 else []:
-            mine = rejected.filter(pc.equal(rejected.column("dropped_by"), name))
-            self.rows[f"rejected-{name}"] += mine.num_rows
-            self._write(f"rejected-{name}", mine)
 
     def _worker(self, target: str) -> Worker:
         return self._workers["curated" if target == "curated" else "rejected"]
 
     def _write(self, target: str, batch: pa.RecordBatch) -> None:
         """Row groups of about ``ROW_GROUP_ROWS`` rows: fewer, larger groups compress and write faster."""
-        if not batch.num_rows:
-            return
         pending = self._pending[target]
         pending.append(batch)
         if sum(b.num_rows for b in pending) >= ROW_GROUP_ROWS:
@@ -141,9 +145,13 @@ class OutputWriter:
         write_json(manifest_path, manifest)
 
 
-def output_batch(batch: pa.RecordBatch, index: int, first_row: int, steps: list[tuple[str, dict[str, str]]],
-                 scores: list[StepScores], reach: np.ndarray, dropped_by: np.ndarray,
-                 weight: np.ndarray) -> pa.RecordBatch:
+StepRows = tuple[np.ndarray, "pa.Table | None", dict[str, pa.DataType]]
+"""One step's scores in a batch: the reached rows' places in it, their score columns, and the columns' types
+(for a batch no row of which reached the step, whose columns are then null)."""
+
+
+def output_batch(batch: pa.RecordBatch, steps: list[tuple[str, dict[str, str]]], scored: list[StepRows],
+                 reach: np.ndarray, dropped_by: np.ndarray, weight: np.ndarray) -> pa.RecordBatch:
     """The batch with every step's public score columns (null where not reached) and the verdict.
 
     ``steps`` are ``(step name, {score column: output name})``; the per-row
@@ -151,18 +159,17 @@ def output_batch(batch: pa.RecordBatch, index: int, first_row: int, steps: list[
     """
     n = batch.num_rows
     names, arrays = list(batch.schema.names), list(batch.columns)
-    for (_, output_names), step_scores in zip(steps, scores):
-        types = step_scores.types()
-        part = step_scores.read(index)
-        positions = part.column(ROW).to_numpy() - first_row
+    for (_, output_names), (positions, table, types) in zip(steps, scored):
         take = np.zeros(n, dtype=np.int64)
         take[positions] = np.arange(len(positions))
         missing = np.ones(n, dtype=bool)
         missing[positions] = False
         indices = pa.array(take, mask=missing)
         for base, out in output_names.items():
-            column = part.column(base).combine_chunks()
-            arrays.append(column.take(indices) if len(column) else pa.nulls(n, types[base]))
+            if table is None or not table.num_rows:
+                arrays.append(pa.nulls(n, types.get(base, pa.null())))
+            else:
+                arrays.append(table.column(base).combine_chunks().take(indices))
             names.append(out)
     step_names = pa.array([name for name, _ in steps] or [""], pa.string())
     dropped = pa.DictionaryArray.from_arrays(pa.array(dropped_by, mask=dropped_by < 0), step_names)

@@ -26,16 +26,17 @@ import pyarrow as pa
 from curator.background import mapped
 from curator.build.dataset import write_dataset
 from curator.build.manifest import build_manifest
+from curator.build.one_pass import OnePass, TypesChanged, one_pass_stats
 from curator.build.output import OutputWriter, output_batch
 from curator.build.phases import Phases
 from curator.build.planning import PlannedStep, bind_inputs, plan_steps
 from curator.build.recipe import Recipe
 from curator.build.row_keys import group_scope_keys
 from curator.build.scoring import Executor, ScoringJob, StepWork, check_executor, open_executor
+from curator.build.selection import check_selection
 from curator.build.step_scores import PART, PART_ROW, ROW, StepPlan, StepScores
 from curator.build.working_copy import Prepared, prepare
 from curator.errors import CuratorError
-from curator.filter import Selection
 from curator.io import Source
 from curator.outputs import cache_in_use, output_lock
 from curator.plugins import Registry, get_registry
@@ -89,9 +90,48 @@ def _build(recipe: Recipe, output_dir: Path, progress: bool | None, registry: Re
     prepared = prepare(source, task, recipe.cache_dir(), batch_rows=recipe.batch_rows, regroup=recipe.regroup,
                        phases=phases)
     bind_inputs(steps, prepared, task, recipe)
-    writer = OutputWriter(output_dir, [s.step.name for s in steps], per_step=recipe.rejected_by_step)
-    scratch = writer.scratch()
+    names = [s.step.name for s in steps]
     state = BuildState(prepared.num_rows)
+    try:
+        stats = one_pass_stats(steps, recipe.executor)
+        writer = OutputWriter(output_dir, names, per_step=recipe.rejected_by_step)
+        if stats is not None:
+            try:
+                described = _one_pass(steps, stats, prepared, state, writer, recipe, task, progress, phases)
+            except TypesChanged:  # the passes, which know each column's type before they write
+                writer.discard()
+                for planned in steps:
+                    planned.report.clear()
+                writer, state, stats = OutputWriter(output_dir, names, per_step=recipe.rejected_by_step), \
+                    BuildState(prepared.num_rows), None
+        if stats is None:
+            described = _passes(steps, prepared, state, writer, recipe, task, progress, phases)
+    finally:
+        for planned in steps:
+            planned.filter.close()
+    manifest = build_manifest(recipe, prepared, steps, state, described, started, phases.report())
+    writer.finish(manifest)
+    write_dataset(recipe, output_dir, manifest)
+    return BuildResult(output_dir, manifest)
+
+
+def _one_pass(steps: list[PlannedStep], stats: list[dict[str, Any]], prepared: Prepared, state: BuildState,
+              writer: OutputWriter, recipe: Recipe, task: Task, progress: bool | None, phases: Phases) -> dict:
+    """Every step and the outputs in one pass over the working copy (see :mod:`curator.build.one_pass`)."""
+    label = " → ".join(p.step.name for p in steps) or "writing"
+    with progress_bar(prepared.num_rows, label, enabled=progress) as bar, writer:
+        OnePass(steps, stats, prepared, task, recipe, writer, phases).run(state, bar.update, _relay)
+        waiting = time.perf_counter()  # for the writer's last batches, as the block ends
+    phases.add("write outputs", time.perf_counter() - waiting, writer.cpu)
+    for position, planned in enumerate(steps):
+        _warn_if_all_dropped(planned, position, state)
+    return {"name": "local", "one_pass": True}
+
+
+def _passes(steps: list[PlannedStep], prepared: Prepared, state: BuildState, writer: OutputWriter, recipe: Recipe,
+            task: Task, progress: bool | None, phases: Phases) -> dict:
+    """A pass per step (score, gather, fit, select), then one that writes the outputs; the executor's description."""
+    scratch = writer.scratch()
     executor: Executor | None = None
     try:
         executor = open_executor(recipe.executor, recipe.ray_address)
@@ -102,30 +142,29 @@ def _build(recipe: Recipe, output_dir: Path, progress: bool | None, registry: Re
         with progress_bar(prepared.num_rows, "writing", enabled=progress) as bar, writer:
             layout = [(p.step.name, p.output_names) for p in steps]
 
-            def finished(item: tuple[int, int, pa.RecordBatch]) -> pa.RecordBatch:
+            def finished(item: tuple[int, int, pa.RecordBatch]) -> tuple[pa.RecordBatch, dict[str, pa.RecordBatch]]:
                 index, first_row, batch = item
                 rows = slice(first_row, first_row + batch.num_rows)
                 with phases.timing("output", wall=False):
-                    return output_batch(batch, index, first_row, layout, scores, state.reach[rows],
-                                        state.dropped_by[rows], state.weight[rows])
+                    scored = []
+                    for step_scores in scores:
+                        part = step_scores.read(index)
+                        scored.append((part.column(ROW).to_numpy() - first_row, part, step_scores.types()))
+                    out = output_batch(batch, layout, scored, state.reach[rows], state.dropped_by[rows],
+                                       state.weight[rows])
+                    return out, writer.split(out)
 
-            for out in phases.timed("output", mapped(finished, phases.timed("read copy", prepared.batches()))):
+            for out, parts in phases.timed("output", mapped(finished, phases.timed("read copy", prepared.batches()))):
                 with phases.timing("write outputs"):
-                    writer.write(out)
+                    writer.write(out, parts)
                 bar.update(out.num_rows)
             waiting = time.perf_counter()  # for the writer's last batches, as the block ends
         phases.add("write outputs", time.perf_counter() - waiting, writer.cpu)
-        described = executor.describe()
+        return executor.describe()
     finally:
-        for planned in steps:
-            planned.filter.close()
         if executor is not None:
             executor.close()
         shutil.rmtree(scratch, ignore_errors=True)
-    manifest = build_manifest(recipe, prepared, steps, state, described, started, phases.report())
-    writer.finish(manifest)
-    write_dataset(recipe, output_dir, manifest)
-    return BuildResult(output_dir, manifest)
 
 
 def _run_step(position: int, planned: PlannedStep, prepared: Prepared, state: BuildState, executor: Executor,
@@ -163,12 +202,16 @@ def _run_step(position: int, planned: PlannedStep, prepared: Prepared, state: Bu
     phases.add("fit", report["fit_seconds"], report["fit_seconds"])
     report["stats"] = stats
     _select(planned, position, prepared, plan, gathered, stats, state, phases)
-    dropped = int((state.dropped_by == position).sum())
-    if plan.reached and dropped == plan.reached:
-        message = f"filter step '{planned.step.name}' dropped every row that reached it ({plan.reached}→0)"
-        report["warnings"].append(message)
-        _relay([["UserWarning", message]])
+    _warn_if_all_dropped(planned, position, state)
     return gathered
+
+
+def _warn_if_all_dropped(planned: PlannedStep, position: int, state: BuildState) -> None:
+    reached = planned.report["rows_in"]
+    if reached and int((state.dropped_by == position).sum()) == reached:
+        message = f"filter step '{planned.step.name}' dropped every row that reached it ({reached}→0)"
+        planned.report["warnings"].append(message)
+        _relay([["UserWarning", message]])
 
 
 def _plan(planned: PlannedStep, prepared: Prepared, state: BuildState, path: Path) -> StepPlan:
@@ -237,7 +280,7 @@ def _select(planned: PlannedStep, position: int, prepared: Prepared, plan: StepP
         started = time.perf_counter()
         selection = planned.filter.select(combined, stats)
         seconds = time.perf_counter() - started
-        keep, weight = _check_selection(selection, len(rows), planned)
+        keep, weight = check_selection(selection, len(rows), planned)
         return rows, keep, weight, seconds
 
     batches = phases.timed("read copy", prepared.batches(plan.reached_batches))
@@ -251,24 +294,6 @@ def _select(planned: PlannedStep, position: int, prepared: Prepared, plan: StepP
     planned.report["select_seconds"] = spent
     reading, reading_cpu = phases.seconds["read copy"] - read_before, phases.cpu["read copy"] - read_cpu_before
     phases.add("select", time.perf_counter() - select_started - reading, time.thread_time() - select_cpu - reading_cpu)
-
-
-def _check_selection(selection: Selection, n: int, planned: PlannedStep) -> tuple[np.ndarray, np.ndarray | None]:
-    def as_numpy(values: Any, dtype: Any) -> np.ndarray:
-        if isinstance(values, pa.ChunkedArray):
-            values = values.combine_chunks()
-        if isinstance(values, pa.Array):
-            values = values.fill_null(False if dtype is bool else np.nan).to_numpy(zero_copy_only=False)
-        array = np.asarray(values, dtype=dtype)
-        if array.shape != (n,):
-            raise CuratorError(
-                f"filter '{planned.step.filter}' ({planned.plugin}) selected {array.shape} values for {n} rows"
-            )
-        return array
-
-    keep = as_numpy(selection.keep, bool)
-    weight = None if selection.weight is None else as_numpy(selection.weight, np.float32)
-    return keep, weight
 
 
 def _relay(said: list[list[str]]) -> None:

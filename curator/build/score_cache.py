@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -56,7 +57,9 @@ class ScoreStore:
         self._parts: list[Path] = []
         self._warnings: list[list[list[str]]] = []
         self._index: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._frozen = False
         self._open: OrderedDict[int, pa.Table] = OrderedDict()
+        self._lock = threading.Lock()
 
     # -- index --------------------------------------------------------------
 
@@ -86,6 +89,17 @@ class ScoreStore:
         hi, lo, part, row = (np.concatenate(a) for a in (his, los, parts, rows))
         order = np.lexsort((lo, hi))
         self._index = (hi[order], lo[order], part[order], row[order])
+
+    def freeze(self) -> None:
+        """Index the parts on disk now, and look up only those from here on, from any thread.
+
+        For a pass that stores each batch's new scores while it looks up the
+        next: re-indexing after every part would read every part again, and
+        the rows a build stores are not the rows it looks up (but for a
+        repeated row, which is then scored again, to the same scores).
+        """
+        self.refresh()
+        self._frozen = True
 
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(part, row)`` of each key's cached scores; part -1 where none is cached."""
@@ -120,10 +134,12 @@ class ScoreStore:
         path = self.dir / f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.arrow"
         with atomic_path(path) as tmp, ipc.new_file(str(tmp), table.schema) as writer:
             writer.write_table(table)
-        self._parts.append(path)
-        self._warnings.append(warnings)
-        self._index = None  # the next lookup indexes it, with any parts other builds wrote meanwhile
-        return len(self._parts) - 1
+        with self._lock:
+            self._parts.append(path)
+            self._warnings.append(warnings)
+            if not self._frozen:
+                self._index = None  # the next lookup indexes it, with any parts other builds wrote meanwhile
+            return len(self._parts) - 1
 
     def take(self, part: np.ndarray, row: np.ndarray, columns: tuple[str, ...]) -> pa.Table:
         """The score columns at ``(part, row)``, in the order given."""
@@ -155,17 +171,18 @@ class ScoreStore:
         return self._table(number).select(list(columns))
 
     def _table(self, number: int) -> pa.Table:
-        """A part, memory-mapped; the last few stay open."""
-        table = self._open.get(number)
-        if table is None:
-            with pa.memory_map(str(self._parts[number])) as handle:
-                table = ipc.open_file(handle).read_all()
-            self._open[number] = table
-            if len(self._open) > OPEN_PARTS:
-                self._open.popitem(last=False)
-        else:
-            self._open.move_to_end(number)
-        return table
+        """A part, memory-mapped; the last few stay open (for every thread reading parts)."""
+        with self._lock:
+            table = self._open.get(number)
+            if table is None:
+                with pa.memory_map(str(self._parts[number])) as handle:
+                    table = ipc.open_file(handle).read_all()
+                self._open[number] = table
+                if len(self._open) > OPEN_PARTS:
+                    self._open.popitem(last=False)
+            else:
+                self._open.move_to_end(number)
+            return table
 
     def _remove_stale(self) -> None:
         """Temporary files a killed build left behind (a live build renames its own within seconds)."""

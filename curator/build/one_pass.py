@@ -1,0 +1,262 @@
+"""The one-pass build: each batch through every step and into the output files, two batches at a time.
+
+A step's ``select`` is given what ``fit`` drew from the scores of every row
+that reached the step, so in general each step needs a pass of its own
+(:mod:`curator.build.run`): score all, gather, fit, select; then the outputs.
+But many fits draw nothing from the scores (a fixed threshold, a vote): when
+no step's does, and no step runs a model, all of that is one pass over the
+working copy. Each batch is looked up in every step's cache, scored where the
+cache lacks it, selected and split into its files' rows by a worker thread,
+two batches at once (Arrow and numpy release the GIL); the build's own
+thread stores the new scores and hands the rows to the writers, in order.
+Whether a fit draws on the scores is found by asking it: it is first called
+with scores that stop it at the first read (:func:`fit_without_scores`).
+
+The cache (the same parts, keyed the same way), the outputs and the manifest
+are those the passes give; only the local executor runs it. One case sends
+the build back to the passes: a score column that held only nulls in the
+first batches written (typed ``null``) and values later, which a file
+already begun cannot take (:class:`TypesChanged`). The scores stored by then
+are found in the cache.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from curator.background import mapped
+from curator.build.output import OutputWriter, StepRows, output_batch
+from curator.build.phases import Phases
+from curator.build.planning import PlannedStep
+from curator.build.recipe import Recipe
+from curator.build.row_keys import group_scope_keys
+from curator.build.score_cache import KEY_COLUMNS, key_columns
+from curator.build.scoring import ModelPool, ScoredRows, StepWork, rows_to_score, score_rows
+from curator.build.selection import check_selection
+from curator.build.step_scores import ROW
+from curator.build.working_copy import Prepared
+from curator.filter import Filter, FilterContext
+from curator.task import Task
+
+if TYPE_CHECKING:
+    from curator.build.run import BuildState
+
+
+class TypesChanged(Exception):
+    """A later batch's score column has values where the files began with an all-null (``null``) column."""
+
+
+class _ScoresNeeded(BaseException):
+    """Raised at a fit's first read of the scores; not an ``Exception``, so a fit's ``except Exception`` lets it by."""
+
+
+class _NoScores:
+    """Scores that stop the fit reading them (the :class:`~curator.filter.ScoreColumns` protocol)."""
+
+    @property
+    def num_rows(self) -> int:
+        raise _ScoresNeeded
+
+    def column(self, name: str) -> pa.ChunkedArray:
+        raise _ScoresNeeded
+
+    def numpy(self, name: str) -> np.ndarray:
+        raise _ScoresNeeded
+
+
+def fit_without_scores(filter: Filter) -> dict[str, Any] | None:
+    """What ``filter.fit`` returns without reading a score, so for any rows; None where it reads them.
+
+    A fit that fails without its scores in another way (it looks at what
+    ``score`` learnt, say) is left to the passes too.
+    """
+    try:
+        return filter.fit(_NoScores())
+    except (_ScoresNeeded, Exception):
+        return None
+
+
+def one_pass_stats(steps: list[PlannedStep], executor: str) -> list[dict[str, Any]] | None:
+    """Each step's statistics, when the build can run in one pass (see the module docstring); else None."""
+    if executor != "local" or any(planned.filter.uses_model for planned in steps):
+        return None
+    stats = []
+    for planned in steps:
+        fitted = fit_without_scores(planned.filter)
+        if fitted is None:
+            return None
+        stats.append(fitted)
+    return stats
+
+
+@dataclass
+class _StepRows:
+    """What one step did to one batch."""
+
+    rows: np.ndarray
+    """The reached rows' places in the batch."""
+    scores: pa.Table
+    """Their score columns, in order."""
+    parts: np.ndarray
+    """The cache part each reached row's scores came from; -1: scored now (``new``)."""
+    new: ScoredRows | None
+    select_seconds: float
+
+
+@dataclass
+class _BatchDone:
+    index: int
+    first_row: int
+    reach: np.ndarray
+    dropped_by: np.ndarray
+    weight: np.ndarray
+    steps: list[_StepRows | None]
+    out: pa.RecordBatch
+    files: dict[str, pa.RecordBatch]
+
+
+class OnePass:
+    def __init__(self, steps: list[PlannedStep], stats: list[dict[str, Any]], prepared: Prepared, task: Task,
+                 recipe: Recipe, writer: OutputWriter, phases: Phases) -> None:
+        self.steps, self.stats, self.prepared, self.writer, self.phases = steps, stats, prepared, writer, phases
+        self.works = [StepWork(p.step.name, p.step.filter, p.plugin, p.filter, task, recipe.base_dir, recipe.device)
+                      for p in steps]
+        self.context = FilterContext(task=task, base_dir=recipe.base_dir, models=ModelPool(), device=recipe.device)
+        self.layout = [(p.step.name, p.output_names) for p in steps]
+
+    def run(self, state: BuildState, advance: Callable[[int], None],
+            relay: Callable[[list[list[str]]], None]) -> None:
+        """Every batch through the steps and into the writer; ``state`` and each step's report filled in."""
+        started = time.perf_counter()
+        for planned, stats in zip(self.steps, self.stats):
+            planned.store.freeze()
+            planned.report.update(rows_in=0, rows_scored=0, score_seconds=0.0, select_seconds=0.0, fit_seconds=0.0,
+                                  stats=stats)
+        used: list[dict[int, None]] = [{} for _ in self.steps]
+        facts: list[dict[str, Any]] = [{} for _ in self.steps]
+        work = ((item, keys) for item, keys in zip(self.phases.timed("read copy", self.prepared.batches()),
+                                                   self.prepared.row_keys()))
+        for done in self.phases.timed("score", mapped(self._through_steps, work)):
+            rows = slice(done.first_row, done.first_row + len(done.reach))
+            state.reach[rows], state.dropped_by[rows], state.weight[rows] = done.reach, done.dropped_by, done.weight
+            for position, (planned, did) in enumerate(zip(self.steps, done.steps)):
+                if did is None:
+                    continue
+                report = planned.report
+                report["rows_in"] += len(did.rows)
+                report["select_seconds"] += did.select_seconds
+                parts = did.parts
+                if did.new is not None:
+                    with self.phases.timing("cache"):
+                        number = planned.store.append(did.new.table, did.new.warnings)
+                    parts = np.where(parts < 0, number, parts)
+                    relay(did.new.warnings)
+                    report["rows_scored"] += did.new.table.num_rows
+                    report["score_seconds"] += did.new.seconds
+                    facts[position] = did.new.facts or facts[position]
+                used[position].update(dict.fromkeys(parts[np.sort(np.unique(parts, return_index=True)[1])].tolist()))
+            with self.phases.timing("write outputs"):
+                self._write(done)
+            advance(len(done.reach))
+        wall = time.perf_counter() - started
+        for planned, learnt, in_order in zip(self.steps, facts, used):
+            report = planned.report
+            report["wall_seconds"] = wall
+            if learnt:
+                planned.store.record_facts(learnt)
+            report["cached"] = report["rows_scored"] == 0
+            report["facts"] = planned.store.facts()
+            report["warnings"] = [message for _, message in planned.store.warnings_of(np.array(list(in_order)))]
+
+    def _write(self, done: _BatchDone) -> None:
+        """The batch's rows to their files, cast to the types the files began with (an all-null column's)."""
+        out, files, schema = done.out, done.files, self.writer.schema
+        if schema is not None and out.schema != schema:
+            try:
+                out, files = out.cast(schema), {name: rows.cast(schema) for name, rows in files.items()}
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                raise TypesChanged from None
+        self.writer.write(out, files)
+
+    def _through_steps(self, item: tuple[tuple[int, int, pa.RecordBatch], tuple[int, int, np.ndarray, np.ndarray]]
+                       ) -> _BatchDone:
+        """One batch through every step (in a worker thread): cache, score, select; then split for the files."""
+        (index, first_row, batch), (_, _, hashes, groups) = item
+        n = batch.num_rows
+        reach = np.ones(n, dtype=bool)
+        dropped_by = np.full(n, -1, dtype=np.int16)
+        weight = np.ones(n, dtype=np.float32)
+        did: list[_StepRows | None] = []
+        for position, planned in enumerate(self.steps):
+            rows = np.flatnonzero(reach)
+            if not len(rows):
+                did.append(None)
+                continue
+            step = self._step(position, planned, index, first_row, batch, rows, hashes, groups)
+            reached = batch if len(rows) == n else batch.take(pa.array(rows))
+            combined = pa.RecordBatch.from_arrays(
+                [*reached.columns, *(step.scores.column(c).combine_chunks() for c in planned.filter.columns)],
+                names=[*reached.schema.names, *planned.filter.columns],
+            )
+            with self.phases.timing("select", wall=False):
+                started = time.perf_counter()
+                keep, scale = check_selection(planned.filter.select(combined, self.stats[position]), len(rows),
+                                              planned)
+                step.select_seconds = time.perf_counter() - started
+            dropped = rows[~keep]
+            reach[dropped] = False
+            dropped_by[dropped] = position
+            if scale is not None:
+                weight[rows] *= scale
+            did.append(step)
+        with self.phases.timing("output", wall=False):
+            scored: list[StepRows] = [
+                (np.zeros(0, np.int64), None, {}) if step is None else
+                (step.rows, step.scores, {c: step.scores.schema.field(c).type for c in step.scores.schema.names})
+                for step in did
+            ]
+            out = output_batch(batch, self.layout, scored, reach, dropped_by, weight)
+            files = self.writer.split(out)
+        return _BatchDone(index, first_row, reach, dropped_by, weight, did, out, files)
+
+    def _step(self, position: int, planned: PlannedStep, index: int, first_row: int, batch: pa.RecordBatch,
+              rows: np.ndarray, hashes: np.ndarray, groups: np.ndarray) -> _StepRows:
+        """A step's scores for the batch's reached rows: the cache's, and the rest scored now."""
+        with self.phases.timing("plan", wall=False):
+            keys = group_scope_keys(hashes[rows], groups[rows]) if planned.filter.scope == "group" else hashes[rows]
+            parts, part_rows = planned.store.lookup(keys)
+        todo = np.flatnonzero(parts < 0)
+        new = None
+        if len(todo):
+            listed = pa.RecordBatch.from_arrays([pa.array(rows[todo] + first_row, pa.int64()), *key_columns(keys[todo])],
+                                                names=[ROW, *KEY_COLUMNS])
+            with self.phases.timing("score", wall=False):
+                new = score_rows(self.works[position], index, rows_to_score(batch, first_row, listed), self.context)
+        with self.phases.timing("gather", wall=False):
+            scores = _in_order(planned, parts, part_rows, todo, new)
+        return _StepRows(rows, scores, parts, new, 0.0)
+
+
+def _in_order(planned: PlannedStep, parts: np.ndarray, part_rows: np.ndarray, todo: np.ndarray,
+              new: ScoredRows | None) -> pa.Table:
+    """The score columns of the reached rows, in order: the cached ones' from the cache, the others' as scored."""
+    columns = planned.filter.columns
+    scored = None if new is None else new.table.select(list(columns))
+    if len(todo) == len(parts):
+        assert scored is not None
+        return scored
+    cached = np.flatnonzero(parts >= 0)
+    found = planned.store.take(parts[cached], part_rows[cached], columns)
+    if scored is None:
+        return found
+    order = np.empty(len(parts), dtype=np.int64)  # row i's place in [cached..., scored...]
+    order[cached] = np.arange(len(cached))
+    order[todo] = len(cached) + np.arange(len(todo))
+    joined = pa.concat_tables([found, scored], promote_options="permissive")
+    return joined.take(pa.array(order)).combine_chunks()
