@@ -6,7 +6,7 @@ through answer parsing + correctness + majority_vote + entropy, Parquet in,
 curated and rejected Parquet out: with ``curator build`` (fresh cache) and
 with each peer written as well as we could (``filter_peers``; install them
 with ``pip install -e '.[bench]'``). Each run is a fresh process; the tools
-take turns, ``--repeat`` times, and medians are reported with curator's
+take turns, ``--repeat`` times, in an order that rotates each time, and medians are reported with curator's
 speed-up over each (median of the paired ratios), the check that each peer
 wrote the same split (every column of every row), and the share of the
 build's time spent on what makes it resumable (see
@@ -162,11 +162,14 @@ def compare_speed(data: Path, rows: int, work: Path, peers: list[str], repeat: i
 
     runs: dict[str, list[dict]] = {tool: [] for tool in ["curator", *peers]}
     checked: dict[str, dict[str, int]] = {}
+    tools = list(runs)
     for rep in range(repeat):
-        for tool in runs:
+        # the order turns each repetition: a tool's run is slowed by the one before it (the memory and the
+        # page cache it leaves), so none may always follow the same one
+        for tool in tools[rep % len(tools):] + tools[: rep % len(tools)]:
             out = work / f"{tool}-{rep}"
             runs[tool].append(run_child(tool, data, out))
-            if rep == 0 and tool != "curator":
+            if tool != "curator" and tool not in checked and (work / "curator-0").exists():
                 checked[tool] = ({} if tool == "datasets" else differences(work / "curator-0" / "out", out))
             if rep or tool != "curator":
                 shutil.rmtree(out, ignore_errors=True)

@@ -203,3 +203,21 @@ def test_the_engine_registry_builds_in_one_pass_only_without_a_model_or_a_fit_re
     assert stats_of(CHAIN, executor="ray") is None
     assert stats_of([*CHAIN, {"rationale_length": {"keep_percent": 50}}]) is None  # a percentile cut
     assert stats_of([{"entropy": {"keep_percent": 50}}]) is None
+
+
+def test_a_one_pass_build_keeps_no_working_copy_and_the_passes_keep_theirs(tmp_path):
+    data = candidates_file(tmp_path)
+    fused = build(tmp_path, data, CHAIN, name="fused", cache=str(tmp_path / "c1"))
+    assert fused.manifest["executor"]["one_pass"] is True
+    kept = list((tmp_path / "c1").rglob("*.arrow"))
+    assert kept and all("scores" in p.parts for p in kept)  # score parts only
+    cut = build(tmp_path, data, ["correctness", {"entropy": {"keep_percent": 50}}], name="cut",
+                cache=str(tmp_path / "c1"))
+    assert cut.manifest["executor"] == {"name": "local"}
+    copies = list((tmp_path / "c1" / "prepared").glob("*.arrow"))
+    assert copies  # the passes read it once per step
+    # a one-pass build reads a copy another build left, rather than the input
+    again = build(tmp_path, data, CHAIN, name="again", cache=str(tmp_path / "c1"))
+    assert "read copy" in again.manifest["phases"]["wall"] and "answer" not in again.manifest["phases"]["cpu"]
+    assert "read copy" not in fused.manifest["phases"]["wall"] and "answer" in fused.manifest["phases"]["cpu"]
+    same_outputs(fused.output_dir, again.output_dir)

@@ -22,15 +22,16 @@ are found in the cache.
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from curator.background import mapped
+from curator.background import Worker, mapped
 from curator.build.output import OutputWriter, StepRows, output_batch
 from curator.build.phases import Phases
 from curator.build.planning import PlannedStep
@@ -40,12 +41,10 @@ from curator.build.score_cache import KEY_COLUMNS, key_columns
 from curator.build.scoring import ModelPool, ScoredRows, StepWork, rows_to_score, score_rows
 from curator.build.selection import check_selection
 from curator.build.step_scores import ROW
-from curator.build.working_copy import Prepared
+from curator.build.working_copy import FreshBatch, Prepared
 from curator.filter import Filter, FilterContext
+from curator.progress import progress_bar
 from curator.task import Task
-
-if TYPE_CHECKING:
-    from curator.build.run import BuildState
 
 
 class TypesChanged(Exception):
@@ -121,49 +120,71 @@ class _BatchDone:
     files: dict[str, pa.RecordBatch]
 
 
+Verdicts = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""Per row of the working copy: reaches the end (kept), the step that dropped it (-1: none), its weight."""
+
+
 class OnePass:
-    def __init__(self, steps: list[PlannedStep], stats: list[dict[str, Any]], prepared: Prepared, task: Task,
-                 recipe: Recipe, writer: OutputWriter, phases: Phases) -> None:
-        self.steps, self.stats, self.prepared, self.writer, self.phases = steps, stats, prepared, writer, phases
+    """The one pass of a build: over a working copy as it is made (:meth:`stream`), or a cached one (:meth:`over`).
+
+    ``bind`` opens the steps' caches for the working copy's columns, once
+    they are known. After the pass, :attr:`verdicts` holds what every row
+    came to, or :attr:`types_changed` says the passes must write the outputs.
+    """
+
+    def __init__(self, steps: list[PlannedStep], stats: list[dict[str, Any]], task: Task, recipe: Recipe,
+                 writer: OutputWriter, phases: Phases, bind: Callable[[pa.Schema], None],
+                 relay: Callable[[list[list[str]]], None], progress: bool | None) -> None:
+        self.steps, self.stats, self.writer, self.phases = steps, stats, writer, phases
+        self.bind, self.relay, self.progress = bind, relay, progress
         self.works = [StepWork(p.step.name, p.step.filter, p.plugin, p.filter, task, recipe.base_dir, recipe.device)
                       for p in steps]
         self.context = FilterContext(task=task, base_dir=recipe.base_dir, models=ModelPool(), device=recipe.device)
         self.layout = [(p.step.name, p.output_names) for p in steps]
+        self.verdicts: Verdicts | None = None
+        self.types_changed = False
 
-    def run(self, state: BuildState, advance: Callable[[int], None],
-            relay: Callable[[list[list[str]]], None]) -> None:
-        """Every batch through the steps and into the writer; ``state`` and each step's report filled in."""
+    def stream(self, fresh: Iterator[FreshBatch]) -> None:
+        """The pass over a working copy being made, each batch as soon as it is written (a :data:`Stream`)."""
+        first = next(fresh, None)
+        if first is not None:  # no rows: making the copy says so
+            self.bind(first.batch.schema)
+            self._run(itertools.chain([first], fresh), None)
+
+    def over(self, prepared: Prepared) -> None:
+        """The pass over a working copy made before."""
+        self.bind(prepared.schema)
+        batches = (FreshBatch(index, first_row, batch, hashes, groups) for (index, first_row, batch), (*_, hashes, groups)
+                   in zip(self.phases.timed("read copy", prepared.batches()), prepared.row_keys()))
+        self._run(batches, prepared.num_rows)
+
+    def _run(self, batches: Iterator[FreshBatch], total: int | None) -> None:
+        label = " → ".join(p.step.name for p in self.steps) or "writing"
+        try:
+            with progress_bar(total, label, enabled=self.progress) as bar, self.writer:
+                self.verdicts = self._through(batches, bar.update)
+                waiting = time.perf_counter()  # for the writer's last batches, as the block ends
+            self.phases.add("write outputs", time.perf_counter() - waiting, self.writer.cpu)
+        except TypesChanged:
+            self.verdicts, self.types_changed = None, True
+
+    def _through(self, batches: Iterator[FreshBatch], advance: Callable[[int], None]) -> Verdicts:
+        """Every batch through the steps and into the writer; each step's report filled in."""
         started = time.perf_counter()
         for planned, stats in zip(self.steps, self.stats):
             planned.store.freeze()
             planned.report.update(rows_in=0, rows_scored=0, score_seconds=0.0, select_seconds=0.0, fit_seconds=0.0,
-                                  stats=stats)
+                                  stats=stats, warnings=[])
         used: list[dict[int, None]] = [{} for _ in self.steps]
         facts: list[dict[str, Any]] = [{} for _ in self.steps]
-        work = ((item, keys) for item, keys in zip(self.phases.timed("read copy", self.prepared.batches()),
-                                                   self.prepared.row_keys()))
-        for done in self.phases.timed("score", mapped(self._through_steps, work)):
-            rows = slice(done.first_row, done.first_row + len(done.reach))
-            state.reach[rows], state.dropped_by[rows], state.weight[rows] = done.reach, done.dropped_by, done.weight
-            for position, (planned, did) in enumerate(zip(self.steps, done.steps)):
-                if did is None:
-                    continue
-                report = planned.report
-                report["rows_in"] += len(did.rows)
-                report["select_seconds"] += did.select_seconds
-                parts = did.parts
-                if did.new is not None:
-                    with self.phases.timing("cache"):
-                        number = planned.store.append(did.new.table, did.new.warnings)
-                    parts = np.where(parts < 0, number, parts)
-                    relay(did.new.warnings)
-                    report["rows_scored"] += did.new.table.num_rows
-                    report["score_seconds"] += did.new.seconds
-                    facts[position] = did.new.facts or facts[position]
-                used[position].update(dict.fromkeys(parts[np.sort(np.unique(parts, return_index=True)[1])].tolist()))
-            with self.phases.timing("write outputs"):
-                self._write(done)
-            advance(len(done.reach))
+        verdicts: list[Verdicts] = []
+        # new scores are stored by a thread of their own, in order, so each part's number is known when queued
+        storing = Worker("cache")
+        next_part = [planned.store.num_parts for planned in self.steps]
+        with storing:
+            self._each_batch(batches, advance, storing, next_part, used, facts, verdicts)
+        self.phases.add("cache", 0.0, storing.cpu)
+        assert next_part == [planned.store.num_parts for planned in self.steps]
         wall = time.perf_counter() - started
         for planned, learnt, in_order in zip(self.steps, facts, used):
             report = planned.report
@@ -173,6 +194,36 @@ class OnePass:
             report["cached"] = report["rows_scored"] == 0
             report["facts"] = planned.store.facts()
             report["warnings"] = [message for _, message in planned.store.warnings_of(np.array(list(in_order)))]
+        if not verdicts:
+            return np.zeros(0, bool), np.zeros(0, np.int16), np.zeros(0, np.float32)
+        return tuple(np.concatenate(arrays) for arrays in zip(*verdicts))  # type: ignore[return-value]
+
+
+    def _each_batch(self, batches: Iterator[FreshBatch], advance: Callable[[int], None], storing: Worker,
+                    next_part: list[int], used: list[dict[int, None]], facts: list[dict[str, Any]],
+                    verdicts: list[Verdicts]) -> None:
+        for done in self.phases.timed("score", mapped(self._through_steps, batches)):
+            verdicts.append((done.reach, done.dropped_by, done.weight))
+            for position, (planned, did) in enumerate(zip(self.steps, done.steps)):
+                if did is None:
+                    continue
+                report = planned.report
+                report["rows_in"] += len(did.rows)
+                report["select_seconds"] += did.select_seconds
+                parts = did.parts
+                if did.new is not None:
+                    with self.phases.timing("cache"):
+                        storing.submit(planned.store.append, did.new.table, did.new.warnings)
+                    parts = np.where(parts < 0, next_part[position], parts)
+                    next_part[position] += 1
+                    self.relay(did.new.warnings)
+                    report["rows_scored"] += did.new.table.num_rows
+                    report["score_seconds"] += did.new.seconds
+                    facts[position] = did.new.facts or facts[position]
+                used[position].update(dict.fromkeys(parts[np.sort(np.unique(parts, return_index=True)[1])].tolist()))
+            with self.phases.timing("write outputs"):
+                self._write(done)
+            advance(len(done.reach))
 
     def _write(self, done: _BatchDone) -> None:
         """The batch's rows to their files, cast to the types the files began with (an all-null column's)."""
@@ -184,10 +235,9 @@ class OnePass:
                 raise TypesChanged from None
         self.writer.write(out, files)
 
-    def _through_steps(self, item: tuple[tuple[int, int, pa.RecordBatch], tuple[int, int, np.ndarray, np.ndarray]]
-                       ) -> _BatchDone:
+    def _through_steps(self, fresh: FreshBatch) -> _BatchDone:
         """One batch through every step (in a worker thread): cache, score, select; then split for the files."""
-        (index, first_row, batch), (_, _, hashes, groups) = item
+        index, first_row, batch, hashes, groups = fresh.index, fresh.first_row, fresh.batch, fresh.hashes, fresh.groups
         n = batch.num_rows
         reach = np.ones(n, dtype=bool)
         dropped_by = np.full(n, -1, dtype=np.int16)
@@ -198,8 +248,9 @@ class OnePass:
             if not len(rows):
                 did.append(None)
                 continue
-            step = self._step(position, planned, index, first_row, batch, rows, hashes, groups)
-            reached = batch if len(rows) == n else batch.take(pa.array(rows))
+            with self.phases.timing("score", wall=False):
+                reached = batch if len(rows) == n else batch.take(pa.array(rows))
+            step = self._step(position, planned, index, reached, rows, hashes, groups)
             combined = pa.RecordBatch.from_arrays(
                 [*reached.columns, *(step.scores.column(c).combine_chunks() for c in planned.filter.columns)],
                 names=[*reached.schema.names, *planned.filter.columns],
@@ -225,19 +276,19 @@ class OnePass:
             files = self.writer.split(out)
         return _BatchDone(index, first_row, reach, dropped_by, weight, did, out, files)
 
-    def _step(self, position: int, planned: PlannedStep, index: int, first_row: int, batch: pa.RecordBatch,
-              rows: np.ndarray, hashes: np.ndarray, groups: np.ndarray) -> _StepRows:
-        """A step's scores for the batch's reached rows: the cache's, and the rest scored now."""
+    def _step(self, position: int, planned: PlannedStep, index: int, reached: pa.RecordBatch, rows: np.ndarray,
+              hashes: np.ndarray, groups: np.ndarray) -> _StepRows:
+        """A step's scores for the batch's reached rows (``reached``, at ``rows``): the cache's, the rest scored now."""
         with self.phases.timing("plan", wall=False):
             keys = group_scope_keys(hashes[rows], groups[rows]) if planned.filter.scope == "group" else hashes[rows]
             parts, part_rows = planned.store.lookup(keys)
         todo = np.flatnonzero(parts < 0)
         new = None
         if len(todo):
-            listed = pa.RecordBatch.from_arrays([pa.array(rows[todo] + first_row, pa.int64()), *key_columns(keys[todo])],
-                                                names=[ROW, *KEY_COLUMNS])
+            listed = pa.RecordBatch.from_arrays([pa.array(todo, pa.int64()), *key_columns(keys[todo])],
+                                                names=[ROW, *KEY_COLUMNS])  # places in ``reached``
             with self.phases.timing("score", wall=False):
-                new = score_rows(self.works[position], index, rows_to_score(batch, first_row, listed), self.context)
+                new = score_rows(self.works[position], index, rows_to_score(reached, 0, listed), self.context)
         with self.phases.timing("gather", wall=False):
             scores = _in_order(planned, parts, part_rows, todo, new)
         return _StepRows(rows, scores, parts, new, 0.0)

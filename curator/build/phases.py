@@ -30,6 +30,7 @@ class Phases:
         self.seconds: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._open = threading.local()  # per thread, the blocks being timed, innermost last
 
     def add(self, name: str, seconds: float, cpu: float = 0.0) -> None:
         with self._lock:  # background threads add their CPU time too
@@ -38,12 +39,24 @@ class Phases:
 
     @contextmanager
     def timing(self, name: str, *, wall: bool = True) -> Iterator[None]:
-        """Time the block under ``name``; ``wall=False`` in a background thread, whose wall time overlaps."""
+        """Time the block under ``name``; ``wall=False`` in a background thread, whose wall time overlaps.
+
+        A block timed inside another in the same thread (the one pass pulls
+        the working copy's batches while it waits for the steps) counts for
+        its own phase only: the outer one is given the rest.
+        """
+        stack = self._open.__dict__.setdefault("stack", [])
+        stack.append([0.0, 0.0])
         started, cpu = time.perf_counter(), time.thread_time()
         try:
             yield
         finally:
-            self.add(name, time.perf_counter() - started if wall else 0.0, time.thread_time() - cpu)
+            spent, spent_cpu = time.perf_counter() - started, time.thread_time() - cpu
+            inner_wall, inner_cpu = stack.pop()
+            if stack:
+                stack[-1][0] += spent
+                stack[-1][1] += spent_cpu
+            self.add(name, spent - inner_wall if wall else 0.0, spent_cpu - inner_cpu)
 
     def timed(self, name: str, items: Iterable[T]) -> Iterator[T]:
         """``items``, with the time spent waiting for each one counted under ``name``."""

@@ -3,7 +3,7 @@
 Everything a step needs that can be checked without the data is checked
 here first (options, optional packages, declarations), so a missing
 ``torch`` fails in a second rather than after the steps before it have run;
-the input's columns are checked once the working copy exists.
+the input's columns are checked once the working copy's first batch exists.
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from curator.build.fingerprints import code_fingerprint, file_stamps
 from curator.build.recipe import Recipe, Step
+from curator.build.row_keys import schema_digest
 from curator.build.score_cache import ScoreStore, cache_key
-from curator.build.working_copy import Prepared
 from curator.errors import CuratorError, MissingDependency
 from curator.filter import SCORE_MEANINGS, Filter
 from curator.plugins import Registry
@@ -78,22 +80,22 @@ def _check_declarations(cls: type[Filter], step: Step, plugin: str, names: dict[
             )
 
 
-def bind_inputs(steps: list[PlannedStep], prepared: Prepared, task: Task, recipe: Recipe) -> None:
-    """Check each step's input and output columns against the working copy, and open its score cache."""
-    taken = set(prepared.schema.names)
+def bind_inputs(steps: list[PlannedStep], schema: pa.Schema, source: Path, task: Task, recipe: Recipe) -> None:
+    """Check each step's input and output columns against the working copy's, and open its score cache."""
+    taken = set(schema.names)
     written = [c for c in VERDICT_COLUMNS if c in taken]
     if written:
         raise CuratorError(
-            f"{prepared.source.path}: has a column '{written[0]}', which the build writes "
+            f"{source}: has a column '{written[0]}', which the build writes "
             f"({', '.join(VERDICT_COLUMNS)}); drop or rename it in the input (a curated file's columns, say)"
         )
     task_code = code_fingerprint(type(task))
     for planned in steps:
         step, instance = planned.step, planned.filter
-        missing = [c for c in instance.requires if c not in prepared.schema.names]
+        missing = [c for c in instance.requires if c not in schema.names]
         if missing:
             raise CuratorError(
-                f"filter step '{step.name}' needs input column '{missing[0]}', which {prepared.source.path} lacks"
+                f"filter step '{step.name}' needs input column '{missing[0]}', which {source} lacks"
             )
         for out in planned.output_names.values():
             if out in taken:
@@ -101,16 +103,16 @@ def bind_inputs(steps: list[PlannedStep], prepared: Prepared, task: Task, recipe
                     f"filter step '{step.name}' adds column '{out}', which already exists; give the step a 'name'"
                 )
             taken.add(out)
-        planned.store = ScoreStore(recipe.cache_dir(), step_cache_key(planned, prepared, task, task_code,
+        planned.store = ScoreStore(recipe.cache_dir(), step_cache_key(planned, schema_digest(schema), task, task_code,
                                                                      recipe.base_dir))
 
 
-def step_cache_key(planned: PlannedStep, prepared: Prepared, task: Task, task_code: str, base_dir: Path) -> str:
+def step_cache_key(planned: PlannedStep, columns: str, task: Task, task_code: str, base_dir: Path) -> str:
     """Everything but the rows that decides a step's scores; see :mod:`curator.build.score_cache`."""
     instance = planned.filter
     options = instance.score_options()
     return cache_key(
         planned.step.filter, planned.distribution, options, file_stamps(options, base_dir),
         code_fingerprint(type(instance)), instance.scope, list(instance.columns),
-        task.name, task_code, prepared.schema_digest,
+        task.name, task_code, columns,
     )

@@ -28,10 +28,10 @@ EXECUTORS = ("local", "ray")
 RECIPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 """A recipe's ``name``: what reports call it and the folder ``compare`` builds it in, so no spaces or slashes."""
 DATASET_KEYS = ("save", "push", "private", "license")
-BATCH_ROWS = 65_536
+BATCH_ROWS = 32_768
 """Rows per working-copy batch (then cut at a group's end). Each batch costs the build a few milliseconds of
-Python on every pass, whatever its size; at this size that is a few percent of a model-free build, and a
-batch of GSM8K-like rows is about 20 MB."""
+Python on every pass, whatever its size, and a few batches are in memory at once (about 10 MB each of
+GSM8K-like rows): at this size both are small."""
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import pyarrow as pa
 from curator.background import mapped
 from curator.build.dataset import write_dataset
 from curator.build.manifest import build_manifest
-from curator.build.one_pass import OnePass, TypesChanged, one_pass_stats
+from curator.build.one_pass import OnePass, one_pass_stats
 from curator.build.output import OutputWriter, output_batch
 from curator.build.phases import Phases
 from curator.build.planning import PlannedStep, bind_inputs, plan_steps
@@ -50,13 +50,19 @@ class BuildResult:
     manifest: dict[str, Any]
 
 
+@dataclass
 class BuildState:
     """Per-row state between passes: who still reaches, who dropped them, their weight."""
 
-    def __init__(self, num_rows: int) -> None:
-        self.reach = np.ones(num_rows, dtype=bool)
-        self.dropped_by = np.full(num_rows, -1, dtype=np.int16)
-        self.weight = np.ones(num_rows, dtype=np.float32)
+    reach: np.ndarray
+    dropped_by: np.ndarray
+    weight: np.ndarray
+
+    @classmethod
+    def rows(cls, num_rows: int) -> BuildState:
+        """Every row reaching the first step, dropped by none, of weight 1."""
+        return cls(np.ones(num_rows, dtype=bool), np.full(num_rows, -1, dtype=np.int16),
+                   np.ones(num_rows, dtype=np.float32))
 
 
 def run_build(
@@ -87,24 +93,36 @@ def _build(recipe: Recipe, output_dir: Path, progress: bool | None, registry: Re
     check_executor(recipe.executor)
     source = Source.open(recipe.input)
     phases = Phases()
-    prepared = prepare(source, task, recipe.cache_dir(), batch_rows=recipe.batch_rows, regroup=recipe.regroup,
-                       phases=phases)
-    bind_inputs(steps, prepared, task, recipe)
     names = [s.step.name for s in steps]
-    state = BuildState(prepared.num_rows)
+    writer = OutputWriter(output_dir, names, per_step=recipe.rejected_by_step)
+
+    def bind(schema: pa.Schema) -> None:
+        bind_inputs(steps, schema, source.path, task, recipe)
+
+    stats = one_pass_stats(steps, recipe.executor)
+    one = None if stats is None else OnePass(steps, stats, task, recipe, writer, phases, bind, _relay, progress)
     try:
-        stats = one_pass_stats(steps, recipe.executor)
-        writer = OutputWriter(output_dir, names, per_step=recipe.rejected_by_step)
-        if stats is not None:
-            try:
-                described = _one_pass(steps, stats, prepared, state, writer, recipe, task, progress, phases)
-            except TypesChanged:  # the passes, which know each column's type before they write
+        prepared = prepare(source, task, recipe.cache_dir(), batch_rows=recipe.batch_rows, regroup=recipe.regroup,
+                           phases=phases, stream=None if one is None else one.stream)
+        if one is not None and not prepared.streamed:  # a working copy made before: the pass reads it
+            one.over(prepared)
+        if one is not None and one.verdicts is not None:
+            state = BuildState(*one.verdicts)
+            described: dict[str, Any] = {"name": "local", "one_pass": True}
+            for position, planned in enumerate(steps):
+                _warn_if_all_dropped(planned, position, state)
+        else:
+            if one is None:
+                bind(prepared.schema)
+            else:  # a column typed null at first: the passes, which know each column's type before they write
                 writer.discard()
                 for planned in steps:
                     planned.report.clear()
-                writer, state, stats = OutputWriter(output_dir, names, per_step=recipe.rejected_by_step), \
-                    BuildState(prepared.num_rows), None
-        if stats is None:
+                writer = OutputWriter(output_dir, names, per_step=recipe.rejected_by_step)
+                if prepared.path is None:  # the one pass kept no copy; the passes read one per step
+                    prepared = prepare(source, task, recipe.cache_dir(), batch_rows=recipe.batch_rows,
+                                       regroup=recipe.regroup, phases=phases)
+            state = BuildState.rows(prepared.num_rows)
             described = _passes(steps, prepared, state, writer, recipe, task, progress, phases)
     finally:
         for planned in steps:
@@ -113,19 +131,6 @@ def _build(recipe: Recipe, output_dir: Path, progress: bool | None, registry: Re
     writer.finish(manifest)
     write_dataset(recipe, output_dir, manifest)
     return BuildResult(output_dir, manifest)
-
-
-def _one_pass(steps: list[PlannedStep], stats: list[dict[str, Any]], prepared: Prepared, state: BuildState,
-              writer: OutputWriter, recipe: Recipe, task: Task, progress: bool | None, phases: Phases) -> dict:
-    """Every step and the outputs in one pass over the working copy (see :mod:`curator.build.one_pass`)."""
-    label = " → ".join(p.step.name for p in steps) or "writing"
-    with progress_bar(prepared.num_rows, label, enabled=progress) as bar, writer:
-        OnePass(steps, stats, prepared, task, recipe, writer, phases).run(state, bar.update, _relay)
-        waiting = time.perf_counter()  # for the writer's last batches, as the block ends
-    phases.add("write outputs", time.perf_counter() - waiting, writer.cpu)
-    for position, planned in enumerate(steps):
-        _warn_if_all_dropped(planned, position, state)
-    return {"name": "local", "one_pass": True}
 
 
 def _passes(steps: list[PlannedStep], prepared: Prepared, state: BuildState, writer: OutputWriter, recipe: Recipe,

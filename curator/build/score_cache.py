@@ -160,6 +160,11 @@ class ScoreStore:
         inverse[order] = np.arange(len(order))
         return gathered.take(pa.array(inverse)).combine_chunks()
 
+    @property
+    def num_parts(self) -> int:
+        """Parts known to this store (on disk when indexed, and stored since): the next one stored gets this number."""
+        return len(self._parts)
+
     def rows_in(self, number: int) -> int:
         return self._read(number, KEY_COLUMNS).num_rows
 

@@ -6,14 +6,16 @@ without re-parsing JSON or re-running the answer parser. Beside it, a second
 file holds each row's content hash and group number (24 bytes a row, see
 :mod:`curator.build.row_keys`), batch for batch. Both are keyed by the
 input's content, the task (name and code) and the batching, and written under
-temporary names.
+temporary names. A build that makes one pass (:mod:`curator.build.one_pass`)
+reads its input once and keeps no copy: its batches are handed over as they
+are answered and hashed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,10 +40,14 @@ KEYS_SCHEMA = pa.schema([("hi", pa.uint64()), ("lo", pa.uint64()), ("group", pa.
 
 @dataclass(frozen=True)
 class Prepared:
-    """The working copy: its path, row count and batch offsets, and its rows' hashes."""
+    """The working copy: its path, row count and batch offsets, and its rows' hashes.
 
-    path: Path
-    keys_path: Path
+    ``path`` and ``keys_path`` are None where the input was handed to a
+    one-pass build batch by batch and no copy was kept (:attr:`streamed`).
+    """
+
+    path: Path | None
+    keys_path: Path | None
     source: Source
     fingerprint: str
     num_rows: int
@@ -49,6 +55,8 @@ class Prepared:
     offsets: tuple[int, ...]
     schema: pa.Schema
     filled_answer: bool
+    streamed: bool = False
+    """Handed to this build's stream batch by batch, as it was read."""
 
     def batches(self, indices: Iterable[int] | None = None) -> Iterator[tuple[int, int, pa.RecordBatch]]:
         """``(index, first_row, batch)`` in order (all, or ``indices``).
@@ -57,6 +65,7 @@ class Prepared:
         are unmapped when the batch is released (a mapping held for a whole
         pass would keep every page read so far in RSS).
         """
+        assert self.path is not None, "a one-pass build keeps no working copy to read again"
         for index in range(self.num_batches) if indices is None else indices:
             with pa.memory_map(str(self.path)) as handle:
                 batch = ipc.open_file(handle).get_batch(index)
@@ -64,6 +73,7 @@ class Prepared:
 
     def row_keys(self) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
         """``(index, first_row, hashes, groups)`` per batch: ``(n, 2)`` uint64 content hashes, group numbers."""
+        assert self.keys_path is not None, "a one-pass build keeps no working copy to read again"
         with pa.OSFile(str(self.keys_path)) as handle:
             reader = ipc.open_file(handle)
             for index in range(reader.num_record_batches):
@@ -78,6 +88,22 @@ class Prepared:
     @property
     def num_batches(self) -> int:
         return len(self.offsets)
+
+
+@dataclass(frozen=True)
+class FreshBatch:
+    """A batch of the working copy as it is written: what :meth:`Prepared.batches` and
+    :meth:`Prepared.row_keys` give for it later."""
+
+    index: int
+    first_row: int
+    batch: pa.RecordBatch
+    hashes: np.ndarray
+    groups: np.ndarray
+
+
+Stream = Callable[[Iterator[FreshBatch]], None]
+"""Takes the batches of a working copy being made, each as soon as it is written (all of them, in order)."""
 
 
 class GroupAligner:
@@ -132,8 +158,16 @@ def prepare(
     batch_rows: int,
     regroup: bool = False,
     phases: Phases | None = None,
+    stream: Stream | None = None,
 ) -> Prepared:
-    """The cached working copy of ``source``, built on first use."""
+    """The cached working copy of ``source``, built on first use.
+
+    With ``stream`` (a build that makes one pass), where no copy is cached
+    and the rows keep the input's order (no ``regroup``), the input is handed
+    to ``stream`` batch by batch as it is read, answered and hashed, and no
+    copy is written: the copy is what lets a build read its input again, once
+    per step (:attr:`Prepared.streamed` says which happened).
+    """
     phases = phases or Phases()
     with phases.timing("fingerprint"):
         fingerprint = source.fingerprint()
@@ -146,15 +180,20 @@ def prepare(
     if path.exists() and keys_path.exists() and meta_path.exists():
         meta = json.loads(meta_path.read_text())
         return _load(path, keys_path, source, fingerprint, meta)
+    if stream is not None and not regroup:
+        meta, schema = _write_working_copy(source, task, None, None, batch_rows, check_groups=True, phases=phases,
+                                           stream=stream)
+        return Prepared(None, None, source, fingerprint, meta["rows"], meta["groups"], tuple(meta["offsets"]), schema,
+                        meta["filled_answer"], streamed=True)
     with atomic_path(path) as tmp, atomic_path(keys_path) as keys_tmp:
         if regroup:
             with atomic_path(path.with_suffix(".unsorted.arrow")) as unsorted:
-                first = _write_working_copy(source, task, unsorted, None, batch_rows, check_groups=False,
-                                            phases=phases)
+                first, _ = _write_working_copy(source, task, unsorted, None, batch_rows, check_groups=False,
+                                               phases=phases)
                 with phases.timing("working copy"):
                     meta = _write_regrouped(unsorted, tmp, keys_tmp, batch_rows, source, first["filled_answer"])
         else:
-            meta = _write_working_copy(source, task, tmp, keys_tmp, batch_rows, check_groups=True, phases=phases)
+            meta, _ = _write_working_copy(source, task, tmp, keys_tmp, batch_rows, check_groups=True, phases=phases)
     write_json(meta_path, meta)
     return _load(path, keys_path, source, fingerprint, meta)
 
@@ -204,8 +243,9 @@ class _CopyWriter:
     with answering and hashing the next batches.
     """
 
-    def __init__(self, dest: Path, keys_dest: Path | None) -> None:
+    def __init__(self, dest: Path | None, keys_dest: Path | None, *, hashed: bool) -> None:
         self.dest = dest
+        self.hashed = hashed
         self.writer: ipc.RecordBatchFileWriter | None = None
         self.keys = None if keys_dest is None else ipc.new_file(str(keys_dest), KEYS_SCHEMA)
         self.schema: pa.Schema | None = None
@@ -216,36 +256,38 @@ class _CopyWriter:
         self.groups = 0
         self.worker = Worker("working-copy")
 
-    @property
-    def keyed(self) -> bool:
-        return self.keys is not None
-
-    def write(self, item: _Keyed) -> None:
+    def write(self, item: _Keyed) -> FreshBatch:
         batch = item.batch
-        if self.writer is None:
+        if self.schema is None:
             self.schema = batch.schema
-            self.writer = ipc.new_file(str(self.dest), batch.schema)
+            if self.dest is not None:
+                self.writer = ipc.new_file(str(self.dest), batch.schema)
         elif batch.schema != self.schema:  # a later batch typed otherwise (all nulls, say): hashed as cast
-            item = _Keyed.of(batch.cast(self.schema), item.filled_answer, self.keyed)
+            item = _Keyed.of(batch.cast(self.schema), item.filled_answer, self.hashed)
             batch = item.batch
-        if self.keys is not None and item.hashes is not None:
-            group = np.zeros(batch.num_rows, dtype=np.int64)
-            group[item.starts[1:]] = 1
+        group = np.zeros(batch.num_rows, dtype=np.int64)
+        group[item.starts[1:]] = 1
+        groups = np.cumsum(group) + self.groups
+        hashes = np.zeros((batch.num_rows, 2), np.uint64) if item.hashes is None else item.hashes
+        if self.keys is not None:
             self.worker.submit(self.keys.write_batch, pa.record_batch(
-                [pa.array(item.hashes[:, 0]), pa.array(item.hashes[:, 1]), pa.array(np.cumsum(group) + self.groups)],
-                schema=KEYS_SCHEMA))
+                [pa.array(hashes[:, 0]), pa.array(hashes[:, 1]), pa.array(groups)], schema=KEYS_SCHEMA))
+        written = FreshBatch(len(self.offsets), self.rows, batch, hashes, groups)
         self.groups += len(item.starts)
         self.start_hashes.append(item.start_hashes)
         self.start_rows.append(item.starts + self.rows)
         self.offsets.append(self.rows)
         self.rows += batch.num_rows
-        self.worker.submit(self.writer.write_batch, batch)
+        if self.writer is not None:
+            self.worker.submit(self.writer.write_batch, batch)
+        return written
 
     def close(self, source: Source, *, check_groups: bool, filled_answer: bool) -> dict:
         self.worker.close()
-        if self.writer is None:
+        if self.schema is None:
             raise CuratorError(f"{source.path}: no rows")
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
         if self.keys is not None:
             self.keys.close()
         hashes = np.concatenate(self.start_hashes)
@@ -254,33 +296,43 @@ class _CopyWriter:
         return {"rows": self.rows, "groups": len(hashes), "offsets": self.offsets, "filled_answer": filled_answer}
 
 
-def _write_working_copy(source: Source, task: Task, dest: Path, keys_dest: Path | None, batch_rows: int, *,
-                        check_groups: bool, phases: Phases) -> dict:
+def _write_working_copy(source: Source, task: Task, dest: Path | None, keys_dest: Path | None, batch_rows: int, *,
+                        check_groups: bool, phases: Phases, stream: Stream | None = None) -> tuple[dict, pa.Schema]:
     """Reading, checking and cutting run in one background thread; answering and hashing in a pool of them.
 
     Both are mostly Arrow and numpy kernels that release the GIL, so on two
     cores two batches are answered and hashed at once; only the hashing of
     long texts (one XXH3 call per value) holds it.
     """
-    out = _CopyWriter(dest, keys_dest)
+    out = _CopyWriter(dest, keys_dest, hashed=keys_dest is not None or stream is not None)
     filled_answer = False
 
     def answered_and_keyed(batch: pa.RecordBatch) -> _Keyed:
         with phases.timing("answer", wall=False):
             answered, filled = _answered(batch, task)
         with phases.timing("working copy", wall=False):
-            return _Keyed.of(answered, filled, out.keyed)
+            return _Keyed.of(answered, filled, out.hashed)
 
-    with out.worker:
+    def written() -> Iterator[FreshBatch]:
+        nonlocal filled_answer
         aligned = prefetched(_aligned_batches(source, batch_rows))
         for item in phases.timed("read and answer", mapped(answered_and_keyed, aligned)):
             with phases.timing("working copy"):
-                out.write(item)
+                fresh = out.write(item)
             filled_answer = item.filled_answer  # the last batch's says
+            yield fresh
+
+    with out.worker:
+        batches = written()
+        if stream is not None:
+            stream(batches)
+        for _ in batches:  # what a stream left (all of it, without one): the copy is written whole
+            pass
         with phases.timing("working copy"):
             meta = out.close(source, check_groups=check_groups, filled_answer=filled_answer)
     phases.add("working copy", 0.0, out.worker.cpu)
-    return meta
+    assert out.schema is not None
+    return meta, out.schema
 
 
 def _aligned_batches(source: Source, batch_rows: int) -> Iterator[pa.RecordBatch]:
@@ -318,13 +370,13 @@ def _insert_after(names: list[str], anchor: str, name: str) -> list[str]:
     return [*names[:index], name, *names[index:]]
 
 
-def _check_contiguous(hashes: np.ndarray, rows: np.ndarray, dest: Path, source: Source) -> None:
+def _check_contiguous(hashes: np.ndarray, rows: np.ndarray, dest: Path | None, source: Source) -> None:
     order = np.argsort(hashes, kind="stable")
     repeated = np.flatnonzero(hashes[order][1:] == hashes[order][:-1])
     if not len(repeated):
         return
     first, second = sorted((int(rows[order[repeated[0]]]), int(rows[order[repeated[0] + 1]])))
-    ids = _ids_at(dest, [first, second])
+    ids = _ids_at(dest, [first, second], source)
     if ids[0] != ids[1]:  # a 64-bit hash collision between different ids: not an error
         return
     raise CuratorError(
@@ -334,17 +386,25 @@ def _check_contiguous(hashes: np.ndarray, rows: np.ndarray, dest: Path, source: 
     )
 
 
-def _ids_at(path: Path, rows: list[int]) -> list[str]:
-    with pa.memory_map(str(path)) as handle:
-        table = ipc.open_file(handle).read_all()
-        return table.column("id").take(pa.array(rows)).to_pylist()
+def _ids_at(path: Path | None, rows: list[int], source: Source) -> list[str]:
+    """The ids at ``rows`` (ascending), from the copy, or from the input where none was kept."""
+    if path is not None:
+        with pa.memory_map(str(path)) as handle:
+            table = ipc.open_file(handle).read_all()
+            return table.column("id").take(pa.array(rows)).to_pylist()
+    found, start = [], 0
+    for batch in source.iter_batches():
+        ids = batch.column("id")
+        found += [str(ids[row - start].as_py()) for row in rows if start <= row < start + batch.num_rows]
+        start += batch.num_rows
+    return found
 
 
 def _write_regrouped(unsorted: Path, dest: Path, keys_dest: Path, batch_rows: int, source: Source,
                      filled_answer: bool) -> dict:
     """Stable-sort rows by first appearance of their id (holds the id column in memory)."""
     aligner = GroupAligner(batch_rows)
-    out = _CopyWriter(dest, keys_dest)
+    out = _CopyWriter(dest, keys_dest, hashed=True)
     with out.worker, pa.memory_map(str(unsorted)) as handle:
         table = ipc.open_file(handle).read_all()
         codes = pc.dictionary_encode(table.column("id").combine_chunks()).indices.to_numpy()
