@@ -39,7 +39,7 @@ from curator.build.recipe import Recipe
 from curator.build.row_keys import group_scope_keys
 from curator.build.score_cache import KEY_COLUMNS, key_columns
 from curator.build.scoring import ModelPool, ScoredRows, StepWork, rows_to_score, score_rows
-from curator.build.selection import check_selection
+from curator.build.selection import select_rows
 from curator.build.step_scores import ROW
 from curator.build.working_copy import FreshBatch, Prepared
 from curator.filter import Filter, FilterContext
@@ -251,15 +251,8 @@ class OnePass:
             with self.phases.timing("score", wall=False):
                 reached = batch if len(rows) == n else batch.take(pa.array(rows))
             step = self._step(position, planned, index, reached, rows, hashes, groups)
-            combined = pa.RecordBatch.from_arrays(
-                [*reached.columns, *(step.scores.column(c).combine_chunks() for c in planned.filter.columns)],
-                names=[*reached.schema.names, *planned.filter.columns],
-            )
             with self.phases.timing("select", wall=False):
-                started = time.perf_counter()
-                keep, scale = check_selection(planned.filter.select(combined, self.stats[position]), len(rows),
-                                              planned)
-                step.select_seconds = time.perf_counter() - started
+                keep, scale, step.select_seconds = select_rows(planned, reached, step.scores, self.stats[position])
             dropped = rows[~keep]
             reach[dropped] = False
             dropped_by[dropped] = position

@@ -33,7 +33,7 @@ from curator.build.planning import PlannedStep, bind_inputs, plan_steps
 from curator.build.recipe import Recipe
 from curator.build.row_keys import group_scope_keys
 from curator.build.scoring import Executor, ScoringJob, StepWork, check_executor, open_executor
-from curator.build.selection import check_selection
+from curator.build.selection import select_rows
 from curator.build.step_scores import PART, PART_ROW, ROW, StepPlan, StepScores
 from curator.build.working_copy import Prepared, prepare
 from curator.errors import CuratorError
@@ -278,14 +278,7 @@ def _select(planned: PlannedStep, position: int, prepared: Prepared, plan: StepP
         if scores.num_rows != len(rows) or not np.array_equal(scores.column(ROW).to_numpy(), rows):
             raise CuratorError(f"the scores of step '{planned.step.name}' do not match the input; re-run the build")
         reached = batch if len(rows) == batch.num_rows else batch.filter(pa.array(reach))
-        combined = pa.RecordBatch.from_arrays(
-            [*reached.columns, *(scores.column(c).combine_chunks() for c in planned.filter.columns)],
-            names=[*reached.schema.names, *planned.filter.columns],
-        )
-        started = time.perf_counter()
-        selection = planned.filter.select(combined, stats)
-        seconds = time.perf_counter() - started
-        keep, weight = check_selection(selection, len(rows), planned)
+        keep, weight, seconds = select_rows(planned, reached, scores, stats)
         return rows, keep, weight, seconds
 
     batches = phases.timed("read copy", prepared.batches(plan.reached_batches))

@@ -1,7 +1,8 @@
-"""What a filter's ``select`` returned, checked and made numpy: one keep flag (and weight) per row."""
+"""Running a filter's ``select`` on a batch with its scores; what it returned, checked and made numpy."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -28,3 +29,16 @@ def check_selection(selection: Selection, n: int, planned: PlannedStep) -> tuple
     keep = as_numpy(selection.keep, bool)
     weight = None if selection.weight is None else as_numpy(selection.weight, np.float32)
     return keep, weight
+
+
+def select_rows(planned: PlannedStep, reached: pa.RecordBatch, scores: pa.Table, stats: dict[str, Any]
+                ) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """``select`` on the reached rows with their score columns: keep, weight (or None), and its seconds."""
+    combined = pa.RecordBatch.from_arrays(
+        [*reached.columns, *(scores.column(c).combine_chunks() for c in planned.filter.columns)],
+        names=[*reached.schema.names, *planned.filter.columns],
+    )
+    started = time.perf_counter()
+    selection = planned.filter.select(combined, stats)
+    seconds = time.perf_counter() - started
+    return (*check_selection(selection, reached.num_rows, planned), seconds)
