@@ -77,16 +77,17 @@ def mapped(call: Callable[[T], R], items: Iterable[T], *, workers: int | None = 
     Worth it where ``call`` spends most of its time in code that releases the
     GIL (Arrow and numpy kernels): on two cores two batches are then worked
     on at once. ``workers`` defaults to the CPUs this process may use. At
-    most ``2 * workers`` results wait (memory stays a few batches); a failure
-    is raised in the caller's thread when its item's turn comes, and the
-    items not yet started are dropped.
+    most ``workers + 1`` items are taken ahead of the caller (memory stays a
+    few batches; one is queued for the first worker to free); a failure is
+    raised in the caller's thread when its item's turn comes, and the items
+    not yet started are dropped.
     """
     count = workers or max(1, min(len(os.sched_getaffinity(0)), 8))
     waiting: deque[Future[R]] = deque()
     with ThreadPoolExecutor(count, thread_name_prefix="curator-map") as pool:
         try:
             for item in items:
-                if len(waiting) >= 2 * count:
+                if len(waiting) > count:
                     yield waiting.popleft().result()
                 waiting.append(pool.submit(call, item))
             while waiting:

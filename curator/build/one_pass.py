@@ -5,12 +5,14 @@ that reached the step, so in general each step needs a pass of its own
 (:mod:`curator.build.run`): score all, gather, fit, select; then the outputs.
 But many fits draw nothing from the scores (a fixed threshold, a vote): when
 no step's does, and no step runs a model, all of that is one pass over the
-working copy. Each batch is looked up in every step's cache, scored where the
-cache lacks it, selected and split into its files' rows by a worker thread,
-two batches at once (Arrow and numpy release the GIL); the build's own
-thread stores the new scores and hands the rows to the writers, in order.
-Whether a fit draws on the scores is found by asking it: it is first called
-with scores that stop it at the first read (:func:`fit_without_scores`).
+input, as it is read, answered and hashed, and no working copy is kept (a
+copy another build left is read instead of the input). Each batch is looked
+up in every step's cache, scored where the cache lacks it, selected and split
+into its files' rows by a worker thread, two batches at once (Arrow and numpy
+release the GIL); the build's own thread queues the new scores for storing
+and the rows for the writers, in order. Whether a fit draws on the scores is
+found by asking it: it is first called with scores that stop it at the first
+read (:func:`fit_without_scores`).
 
 The cache (the same parts, keyed the same way), the outputs and the manifest
 are those the passes give; only the local executor runs it. One case sends
@@ -125,10 +127,10 @@ Verdicts = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 class OnePass:
-    """The one pass of a build: over a working copy as it is made (:meth:`stream`), or a cached one (:meth:`over`).
+    """The one pass of a build: over the input as it is read (:meth:`stream`), or over a cached copy (:meth:`over`).
 
-    ``bind`` opens the steps' caches for the working copy's columns, once
-    they are known. After the pass, :attr:`verdicts` holds what every row
+    ``bind`` opens the steps' caches for the input's columns (as the task
+    answered them), once they are known. After the pass, :attr:`verdicts` holds what every row
     came to, or :attr:`types_changed` says the passes must write the outputs.
     """
 
@@ -145,14 +147,14 @@ class OnePass:
         self.types_changed = False
 
     def stream(self, fresh: Iterator[FreshBatch]) -> None:
-        """The pass over a working copy being made, each batch as soon as it is written (a :data:`Stream`)."""
+        """The pass over the input, each batch as soon as it is answered and hashed (a :data:`Stream`)."""
         first = next(fresh, None)
         if first is not None:  # no rows: making the copy says so
             self.bind(first.batch.schema)
             self._run(itertools.chain([first], fresh), None)
 
     def over(self, prepared: Prepared) -> None:
-        """The pass over a working copy made before."""
+        """The pass over a working copy another build made."""
         self.bind(prepared.schema)
         batches = (FreshBatch(index, first_row, batch, hashes, groups) for (index, first_row, batch), (*_, hashes, groups)
                    in zip(self.phases.timed("read copy", prepared.batches()), prepared.row_keys()))

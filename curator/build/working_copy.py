@@ -92,8 +92,8 @@ class Prepared:
 
 @dataclass(frozen=True)
 class FreshBatch:
-    """A batch of the working copy as it is written: what :meth:`Prepared.batches` and
-    :meth:`Prepared.row_keys` give for it later."""
+    """A batch of the input as it is answered and hashed: what :meth:`Prepared.batches` and
+    :meth:`Prepared.row_keys` give for a batch of a working copy."""
 
     index: int
     first_row: int
@@ -103,7 +103,7 @@ class FreshBatch:
 
 
 Stream = Callable[[Iterator[FreshBatch]], None]
-"""Takes the batches of a working copy being made, each as soon as it is written (all of them, in order)."""
+"""Takes the input's batches as they are answered and hashed, in order (those it leaves are read all the same)."""
 
 
 class GroupAligner:
