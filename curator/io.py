@@ -94,8 +94,11 @@ class Source:
         elif self.format == "parquet":
             try:
                 # pre_buffer keeps every row group read so far alive until the
-                # iterator ends: memory would grow with the file.
-                yield from pq.ParquetFile(self.path, pre_buffer=False).iter_batches(batch_size=batch_rows)
+                # iterator ends: memory would grow with the file. Buffered reads and
+                # one decoding thread hold less of a row group at a time; a build
+                # decodes in a thread of its own and works on two batches at once.
+                yield from pq.ParquetFile(self.path, pre_buffer=False, buffer_size=1 << 22).iter_batches(
+                    batch_size=batch_rows, use_threads=False)
             except (pa.ArrowInvalid, OSError) as exc:
                 raise CuratorError(f"{self.path}: not a readable Parquet file ({exc})") from None
         else:
