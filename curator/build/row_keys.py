@@ -1,8 +1,10 @@
 """What a cached score is keyed by: a 128-bit hash of its row's content, or of its group's.
 
-The working copy stores, beside every row, a hash of the values of all its
-input columns (``answer`` as the task parsed it); the columns' names and
-types go into the step's cache key (:func:`schema_digest`). A filter whose scores depend on the row alone
+Each row is hashed, as it is read, over the values of all its input columns
+(a supplied ``answer`` as the task canonicalised it; an ``answer`` the task
+parsed from the rationale is left out, as the rationale and the task's code,
+which the step's cache key holds, decide it); the columns' names and types
+go into the step's cache key (:func:`schema_digest`). A filter whose scores depend on the row alone
 (``scope = "row"``) keys them by that hash. A group filter's scores depend on
 which rows of the group reach it, so they are keyed by the hash of those
 rows' hashes, in order, and the row's place among them: a score is reused

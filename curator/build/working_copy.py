@@ -34,7 +34,7 @@ from curator.io import Source, conform, row_name
 from curator.outputs import atomic_path, write_json
 from curator.task import Task
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 KEYS_SCHEMA = pa.schema([("hi", pa.uint64()), ("lo", pa.uint64()), ("group", pa.int64())])
 
 
@@ -229,10 +229,13 @@ class _Keyed:
 
     @classmethod
     def of(cls, batch: pa.RecordBatch, filled_answer: bool, with_hashes: bool) -> _Keyed:
+        """A parsed ``answer`` is a function of the rationale and the task's code, which the step's cache
+        key holds: only the input's own columns are hashed."""
         ids = batch.column("id")
         starts = group_starts(ids)
+        hashed = batch.drop_columns(["answer"]) if filled_answer else batch
         return cls(batch, filled_answer, starts, value_hashes(ids.take(starts))[:, 0].view(np.int64),
-                   row_hashes(batch) if with_hashes else None)
+                   row_hashes(hashed) if with_hashes else None)
 
 
 class _CopyWriter:
