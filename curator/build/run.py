@@ -7,7 +7,9 @@ stores them by key; the scores of every reached row are then gathered in
 working-copy order, ``fit`` runs once over them and ``select`` streams over
 the batches. A last pass writes the outputs in input order. State between
 passes is a few bytes per row (reach mask, dropping step, weight), so memory
-does not grow with the text in the input.
+does not grow with the text in the input. Where no step's ``fit`` reads its
+scores and none runs a model, all of that is one pass over the input
+instead (:mod:`curator.build.one_pass`), with the same outputs and cache.
 """
 
 from __future__ import annotations
