@@ -85,6 +85,18 @@ class Source:
                     digest.update(chunk)
         return digest.hexdigest()
 
+    def num_rows(self) -> int | None:
+        """The rows the file says it holds, without reading them (a Parquet footer); None where only reading tells.
+
+        For progress bars: a bad file is reported by reading it.
+        """
+        if self.format != "parquet":
+            return None
+        try:
+            return pq.ParquetFile(self.path).metadata.num_rows
+        except (pa.ArrowInvalid, OSError):
+            return None
+
     def iter_batches(self, batch_rows: int = 16384) -> Iterator[pa.RecordBatch]:
         """Raw record batches in file order (columns not yet checked)."""
         if self.format == "jsonl":

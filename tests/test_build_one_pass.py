@@ -221,3 +221,31 @@ def test_a_one_pass_build_keeps_no_working_copy_and_the_passes_keep_theirs(tmp_p
     assert "read copy" in again.manifest["phases"]["wall"] and "answer" not in again.manifest["phases"]["cpu"]
     assert "read copy" not in fused.manifest["phases"]["wall"] and "answer" in fused.manifest["phases"]["cpu"]
     same_outputs(fused.output_dir, again.output_dir)
+
+
+def test_the_one_pass_bar_counts_the_input_rows_a_parquet_footer_gives(tmp_path, monkeypatch):
+    import contextlib
+
+    import curator.build.one_pass as one_pass
+
+    bars: list[tuple[int | None, str, list[int]]] = []
+
+    @contextlib.contextmanager
+    def recording(total, label, **options):
+        seen: list[int] = []
+        bars.append((total, label, seen))
+
+        class Bar:
+            def update(self, n):
+                seen.append(n)
+
+        yield Bar()
+
+    monkeypatch.setattr(one_pass, "progress_bar", recording)
+    data = candidates_file(tmp_path)
+    recipe = parse_recipe({"input": str(data), "task": "gsm8k", "filters": CHAIN, "output": str(tmp_path / "o"),
+                           "cache": str(tmp_path / "c"), "batch_rows": 100}, base_dir=tmp_path)
+    result = run_build(recipe, registry=engine_registry(), progress=True)
+    rows = pq.read_metadata(data).num_rows
+    assert bars == [(rows, "correctness → majority_vote → entropy", bars[0][2])]
+    assert sum(bars[0][2]) == rows == result.manifest["rows_in"] and len(bars[0][2]) > 1

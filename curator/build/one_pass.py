@@ -136,9 +136,9 @@ class OnePass:
 
     def __init__(self, steps: list[PlannedStep], stats: list[dict[str, Any]], task: Task, recipe: Recipe,
                  writer: OutputWriter, phases: Phases, bind: Callable[[pa.Schema], None],
-                 relay: Callable[[list[list[str]]], None], progress: bool | None) -> None:
+                 relay: Callable[[list[list[str]]], None], progress: bool | None, input_rows: int | None) -> None:
         self.steps, self.stats, self.writer, self.phases = steps, stats, writer, phases
-        self.bind, self.relay, self.progress = bind, relay, progress
+        self.bind, self.relay, self.progress, self.input_rows = bind, relay, progress, input_rows
         self.works = [StepWork(p.step.name, p.step.filter, p.plugin, p.filter, task, recipe.base_dir, recipe.device)
                       for p in steps]
         self.context = FilterContext(task=task, base_dir=recipe.base_dir, models=ModelPool(), device=recipe.device)
@@ -151,7 +151,7 @@ class OnePass:
         first = next(fresh, None)
         if first is not None:  # no rows: making the copy says so
             self.bind(first.batch.schema)
-            self._run(itertools.chain([first], fresh), None)
+            self._run(itertools.chain([first], fresh), self.input_rows)
 
     def over(self, prepared: Prepared) -> None:
         """The pass over a working copy another build made."""

@@ -102,7 +102,8 @@ def _build(recipe: Recipe, output_dir: Path, progress: bool | None, registry: Re
         bind_inputs(steps, schema, source.path, task, recipe)
 
     stats = one_pass_stats(steps, recipe.executor)
-    one = None if stats is None else OnePass(steps, stats, task, recipe, writer, phases, bind, _relay, progress)
+    one = None if stats is None else OnePass(steps, stats, task, recipe, writer, phases, bind, _relay, progress,
+                                             source.num_rows() if progress is not False else None)
     try:
         prepared = prepare(source, task, recipe.cache_dir(), batch_rows=recipe.batch_rows, regroup=recipe.regroup,
                            phases=phases, stream=None if one is None else one.stream)
