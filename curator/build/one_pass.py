@@ -200,10 +200,10 @@ class OnePass:
             return np.zeros(0, bool), np.zeros(0, np.int16), np.zeros(0, np.float32)
         return tuple(np.concatenate(arrays) for arrays in zip(*verdicts))  # type: ignore[return-value]
 
-
     def _each_batch(self, batches: Iterator[FreshBatch], advance: Callable[[int], None], storing: Worker,
                     next_part: list[int], used: list[dict[int, None]], facts: list[dict[str, Any]],
                     verdicts: list[Verdicts]) -> None:
+        """The build's thread, batch by batch in order: the reports, the new scores queued, the rows written."""
         for done in self.phases.timed("score", mapped(self._through_steps, batches)):
             verdicts.append((done.reach, done.dropped_by, done.weight))
             for position, (planned, did) in enumerate(zip(self.steps, done.steps)):
