@@ -12,7 +12,7 @@ from curator.build.working_copy import Prepared
 from curator.outputs import package_versions
 
 if TYPE_CHECKING:
-    from curator.build.run import BuildState
+    from curator.build.selection import BuildState
 
 SECONDS = ("score", "wall", "fit", "select")
 """``score``: time inside ``score()`` (summed over workers); ``wall``: the scoring phase end to end.

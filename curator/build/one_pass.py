@@ -41,7 +41,7 @@ from curator.build.recipe import Recipe
 from curator.build.row_keys import group_scope_keys
 from curator.build.score_cache import KEY_COLUMNS, key_columns
 from curator.build.scoring import ModelPool, ScoredRows, StepWork, rows_to_score, score_rows
-from curator.build.selection import select_rows
+from curator.build.selection import BuildState, select_rows
 from curator.build.step_scores import ROW
 from curator.build.working_copy import FreshBatch, Prepared
 from curator.filter import Filter, FilterContext
@@ -114,16 +114,10 @@ class _StepRows:
 class _BatchDone:
     index: int
     first_row: int
-    reach: np.ndarray
-    dropped_by: np.ndarray
-    weight: np.ndarray
+    verdict: BuildState
     steps: list[_StepRows | None]
     out: pa.RecordBatch
     files: dict[str, pa.RecordBatch]
-
-
-Verdicts = tuple[np.ndarray, np.ndarray, np.ndarray]
-"""Per row of the working copy: reaches the end (kept), the step that dropped it (-1: none), its weight."""
 
 
 class OnePass:
@@ -143,7 +137,7 @@ class OnePass:
                       for p in steps]
         self.context = FilterContext(task=task, base_dir=recipe.base_dir, models=ModelPool(), device=recipe.device)
         self.layout = [(p.step.name, p.output_names) for p in steps]
-        self.verdicts: Verdicts | None = None
+        self.verdicts: BuildState | None = None
         self.types_changed = False
 
     def stream(self, fresh: Iterator[FreshBatch]) -> None:
@@ -170,7 +164,7 @@ class OnePass:
         except TypesChanged:
             self.verdicts, self.types_changed = None, True
 
-    def _through(self, batches: Iterator[FreshBatch], advance: Callable[[int], None]) -> Verdicts:
+    def _through(self, batches: Iterator[FreshBatch], advance: Callable[[int], None]) -> BuildState:
         """Every batch through the steps and into the writer; each step's report filled in."""
         started = time.perf_counter()
         for planned, stats in zip(self.steps, self.stats):
@@ -179,7 +173,7 @@ class OnePass:
                                   stats=stats, warnings=[])
         used: list[dict[int, None]] = [{} for _ in self.steps]
         facts: list[dict[str, Any]] = [{} for _ in self.steps]
-        verdicts: list[Verdicts] = []
+        verdicts: list[BuildState] = []
         # new scores are stored by a thread of their own, in order, so each part's number is known when queued
         storing = Worker("cache")
         next_part = [planned.store.num_parts for planned in self.steps]
@@ -196,16 +190,14 @@ class OnePass:
             report["cached"] = report["rows_scored"] == 0
             report["facts"] = planned.store.facts()
             report["warnings"] = [message for _, message in planned.store.warnings_of(np.array(list(in_order)))]
-        if not verdicts:
-            return np.zeros(0, bool), np.zeros(0, np.int16), np.zeros(0, np.float32)
-        return tuple(np.concatenate(arrays) for arrays in zip(*verdicts))  # type: ignore[return-value]
+        return BuildState.joined(verdicts)
 
     def _each_batch(self, batches: Iterator[FreshBatch], advance: Callable[[int], None], storing: Worker,
                     next_part: list[int], used: list[dict[int, None]], facts: list[dict[str, Any]],
-                    verdicts: list[Verdicts]) -> None:
+                    verdicts: list[BuildState]) -> None:
         """The build's thread, batch by batch in order: the reports, the new scores queued, the rows written."""
         for done in self.phases.timed("score", mapped(self._through_steps, batches)):
-            verdicts.append((done.reach, done.dropped_by, done.weight))
+            verdicts.append(done.verdict)
             for position, (planned, did) in enumerate(zip(self.steps, done.steps)):
                 if did is None:
                     continue
@@ -225,7 +217,7 @@ class OnePass:
                 used[position].update(dict.fromkeys(parts[np.sort(np.unique(parts, return_index=True)[1])].tolist()))
             with self.phases.timing("write outputs"):
                 self._write(done)
-            advance(len(done.reach))
+            advance(len(done.verdict.reach))
 
     def _write(self, done: _BatchDone) -> None:
         """The batch's rows to their files, cast to the types the files began with (an all-null column's)."""
@@ -241,12 +233,10 @@ class OnePass:
         """One batch through every step (in a worker thread): cache, score, select; then split for the files."""
         index, first_row, batch, hashes, groups = fresh.index, fresh.first_row, fresh.batch, fresh.hashes, fresh.groups
         n = batch.num_rows
-        reach = np.ones(n, dtype=bool)
-        dropped_by = np.full(n, -1, dtype=np.int16)
-        weight = np.ones(n, dtype=np.float32)
+        verdict = BuildState.rows(n)
         did: list[_StepRows | None] = []
         for position, planned in enumerate(self.steps):
-            rows = np.flatnonzero(reach)
+            rows = np.flatnonzero(verdict.reach)
             if not len(rows):
                 did.append(None)
                 continue
@@ -255,11 +245,7 @@ class OnePass:
             step = self._step(position, planned, index, reached, rows, hashes, groups)
             with self.phases.timing("select", wall=False):
                 keep, scale, step.select_seconds = select_rows(planned, reached, step.scores, self.stats[position])
-            dropped = rows[~keep]
-            reach[dropped] = False
-            dropped_by[dropped] = position
-            if scale is not None:
-                weight[rows] *= scale
+            verdict.apply(rows, keep, scale, position)
             did.append(step)
         with self.phases.timing("output", wall=False):
             scored: list[StepRows] = [
@@ -267,9 +253,9 @@ class OnePass:
                 (step.rows, step.scores, {c: step.scores.schema.field(c).type for c in step.scores.schema.names})
                 for step in did
             ]
-            out = output_batch(batch, self.layout, scored, reach, dropped_by, weight)
+            out = output_batch(batch, self.layout, scored, verdict.reach, verdict.dropped_by, verdict.weight)
             files = self.writer.split(out)
-        return _BatchDone(index, first_row, reach, dropped_by, weight, did, out, files)
+        return _BatchDone(index, first_row, verdict, did, out, files)
 
     def _step(self, position: int, planned: PlannedStep, index: int, reached: pa.RecordBatch, rows: np.ndarray,
               hashes: np.ndarray, groups: np.ndarray) -> _StepRows:

@@ -35,7 +35,7 @@ from curator.build.planning import PlannedStep, bind_inputs, plan_steps
 from curator.build.recipe import Recipe
 from curator.build.row_keys import group_scope_keys
 from curator.build.scoring import Executor, ScoringJob, StepWork, check_executor, open_executor
-from curator.build.selection import select_rows
+from curator.build.selection import BuildState, select_rows
 from curator.build.step_scores import PART, PART_ROW, ROW, StepPlan, StepScores
 from curator.build.working_copy import Prepared, prepare
 from curator.errors import CuratorError
@@ -50,21 +50,6 @@ from curator.task import Task
 class BuildResult:
     output_dir: Path
     manifest: dict[str, Any]
-
-
-@dataclass
-class BuildState:
-    """Per-row state between passes: who still reaches, who dropped them, their weight."""
-
-    reach: np.ndarray
-    dropped_by: np.ndarray
-    weight: np.ndarray
-
-    @classmethod
-    def rows(cls, num_rows: int) -> BuildState:
-        """Every row reaching the first step, dropped by none, of weight 1."""
-        return cls(np.ones(num_rows, dtype=bool), np.full(num_rows, -1, dtype=np.int16),
-                   np.ones(num_rows, dtype=np.float32))
 
 
 def run_build(
@@ -110,7 +95,7 @@ def _build(recipe: Recipe, output_dir: Path, progress: bool | None, registry: Re
         if one is not None and not prepared.streamed:  # a working copy made before: the pass reads it
             one.over(prepared)
         if one is not None and one.verdicts is not None:
-            state = BuildState(*one.verdicts)
+            state = one.verdicts
             described: dict[str, Any] = {"name": "local", "one_pass": True}
             for position, planned in enumerate(steps):
                 _warn_if_all_dropped(planned, position, state)
@@ -287,11 +272,7 @@ def _select(planned: PlannedStep, position: int, prepared: Prepared, plan: StepP
     batches = phases.timed("read copy", prepared.batches(plan.reached_batches))
     for rows, keep, weight, seconds in mapped(selected, batches):
         spent += seconds
-        dropped = rows[~keep]
-        state.reach[dropped] = False
-        state.dropped_by[dropped] = position
-        if weight is not None:
-            state.weight[rows] *= weight
+        state.apply(rows, keep, weight, position)
     planned.report["select_seconds"] = spent
     reading, reading_cpu = phases.seconds["read copy"] - read_before, phases.cpu["read copy"] - read_cpu_before
     phases.add("select", time.perf_counter() - select_started - reading, time.thread_time() - select_cpu - reading_cpu)

@@ -1,8 +1,9 @@
-"""Running a filter's ``select`` on a batch with its scores; what it returned, checked and made numpy."""
+"""Selecting: a filter's ``select`` run on a batch with its scores, checked, and its verdict kept per row."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,36 @@ import pyarrow as pa
 from curator.build.planning import PlannedStep
 from curator.errors import CuratorError
 from curator.filter import Selection
+
+
+@dataclass
+class BuildState:
+    """Per row: whether it still reaches the next step, the step that dropped it (-1: none), its weight."""
+
+    reach: np.ndarray
+    dropped_by: np.ndarray
+    weight: np.ndarray
+
+    @classmethod
+    def rows(cls, num_rows: int) -> BuildState:
+        """Every row reaching the first step, dropped by none, of weight 1."""
+        return cls(np.ones(num_rows, dtype=bool), np.full(num_rows, -1, dtype=np.int16),
+                   np.ones(num_rows, dtype=np.float32))
+
+    @classmethod
+    def joined(cls, parts: list[BuildState]) -> BuildState:
+        """The states of consecutive batches as one."""
+        if not parts:
+            return cls.rows(0)
+        return cls(*(np.concatenate(arrays) for arrays in zip(*((p.reach, p.dropped_by, p.weight) for p in parts))))
+
+    def apply(self, rows: np.ndarray, keep: np.ndarray, weight: np.ndarray | None, position: int) -> None:
+        """Step ``position``'s verdict on ``rows`` (the rows that reached it): drop, and weight, them."""
+        dropped = rows[~keep]
+        self.reach[dropped] = False
+        self.dropped_by[dropped] = position
+        if weight is not None:
+            self.weight[rows] *= weight
 
 
 def check_selection(selection: Selection, n: int, planned: PlannedStep) -> tuple[np.ndarray, np.ndarray | None]:
