@@ -27,8 +27,12 @@ def group_starts(ids: pa.Array) -> np.ndarray:
 
 def group_index(ids: pa.Array) -> np.ndarray:
     """The group number (0, 1, ...) of every row, for contiguous groups."""
-    starts = group_starts(ids)
-    index = np.zeros(len(ids), dtype=np.int64)
+    return group_numbers(group_starts(ids), len(ids))
+
+
+def group_numbers(starts: np.ndarray, num_rows: int) -> np.ndarray:
+    """The group number (0, 1, ...) of every row, from the rows where groups start (:func:`group_starts`)."""
+    index = np.zeros(num_rows, dtype=np.int64)
     index[starts[1:]] = 1
     return np.cumsum(index)
 

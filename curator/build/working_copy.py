@@ -29,7 +29,7 @@ from curator.build.fingerprints import code_fingerprint
 from curator.build.phases import Phases
 from curator.build.row_keys import row_hashes, schema_digest, value_hashes
 from curator.errors import CuratorError
-from curator.groups import group_starts
+from curator.groups import group_numbers, group_starts
 from curator.io import Source, conform, row_name
 from curator.outputs import atomic_path, write_json
 from curator.task import Task
@@ -268,9 +268,7 @@ class _CopyWriter:
         elif batch.schema != self.schema:  # a later batch typed otherwise (all nulls, say): hashed as cast
             item = _Keyed.of(batch.cast(self.schema), item.filled_answer, self.hashed)
             batch = item.batch
-        group = np.zeros(batch.num_rows, dtype=np.int64)
-        group[item.starts[1:]] = 1
-        groups = np.cumsum(group) + self.groups
+        groups = group_numbers(item.starts, batch.num_rows) + self.groups
         hashes = np.zeros((batch.num_rows, 2), np.uint64) if item.hashes is None else item.hashes
         if self.keys is not None:
             self.worker.submit(self.keys.write_batch, pa.record_batch(
