@@ -232,6 +232,7 @@ class OnePass:
     def _through_steps(self, fresh: FreshBatch) -> _BatchDone:
         """One batch through every step (in a worker thread): cache, score, select; then split for the files."""
         index, first_row, batch, hashes, groups = fresh.index, fresh.first_row, fresh.batch, fresh.hashes, fresh.groups
+        assert hashes is not None, "a one-pass build hashes its input"
         n = batch.num_rows
         verdict = BuildState.rows(n)
         did: list[_StepRows | None] = []

@@ -98,7 +98,8 @@ class FreshBatch:
     index: int
     first_row: int
     batch: pa.RecordBatch
-    hashes: np.ndarray
+    hashes: np.ndarray | None
+    """Each row's content hash, ``(n, 2)`` uint64; None in a copy made without them (a regroup's first)."""
     groups: np.ndarray
 
 
@@ -269,8 +270,9 @@ class _CopyWriter:
             item = _Keyed.of(batch.cast(self.schema), item.filled_answer, self.hashed)
             batch = item.batch
         groups = group_numbers(item.starts, batch.num_rows) + self.groups
-        hashes = np.zeros((batch.num_rows, 2), np.uint64) if item.hashes is None else item.hashes
+        hashes = item.hashes
         if self.keys is not None:
+            assert hashes is not None, "a copy with keys hashes its rows"
             self.worker.submit(self.keys.write_batch, pa.record_batch(
                 [pa.array(hashes[:, 0]), pa.array(hashes[:, 1]), pa.array(groups)], schema=KEYS_SCHEMA))
         written = FreshBatch(len(self.offsets), self.rows, batch, hashes, groups)
