@@ -138,10 +138,10 @@ class Filter(ABC):
         """Statistics over all rows that reached this filter (thresholds, percentiles).
 
         The result goes to :meth:`select` and to the manifest. It depends on
-        the scores and the options only. The build first calls it with scores
-        that stop it at the first read: a fit that reads none returns its
-        statistics, and a build whose fits all do selects while it scores, in
-        one pass (see :mod:`curator.build.one_pass`).
+        the scores and the options only. A local build of filters that run no
+        model first calls it with scores that stop it at the first read: a fit
+        that reads none returns its statistics, and a build whose fits all do
+        selects while it scores, in one pass (see :mod:`curator.build.one_pass`).
         """
         return {}
 

@@ -1,4 +1,4 @@
-"""Where a build's time goes, phase by phase, as the build's own thread spends it: wall and CPU seconds.
+"""Where a build's time goes, phase by phase: wall seconds of the build's own thread, CPU seconds of all.
 
 Wall seconds are the build's own thread's: work overlapped in background
 threads (reading the input, answering and hashing it, writing the working
