@@ -77,14 +77,17 @@ def write_candidates(path: Path, rows: int, seed: int = 0) -> None:
 RECIPE = ["correctness", "majority_vote", {"entropy": {"threshold": 0.7}}]
 
 
-def run_curator(path: Path, work: Path, executor: str = "local") -> tuple[float, int]:
+def run_curator(path: Path, work: Path, executor: str = "local") -> dict:
+    """One build in this process (fresh cache): seconds end to end, CPU seconds, rows kept, the build's phases."""
     from curator.build import parse_recipe, run_build
 
     recipe = parse_recipe({"input": str(path), "task": "gsm8k", "filters": RECIPE, "output": str(work / "out"),
                            "cache": str(work / "cache"), "executor": executor}, base_dir=work)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     result = run_build(recipe, progress=False)
-    return time.perf_counter() - started, result.manifest["rows_out"]
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return {"seconds": seconds, "cpu": cpu, "kept": result.manifest["rows_out"],
+            "phases": result.manifest.get("phases", {})}
 
 
 def peak_rss_of_build(path: Path) -> float:
@@ -109,15 +112,7 @@ TARGETS = {"polars": 1.2}
 def timed_tool(tool: str, data: Path, out: Path) -> dict:
     """Run one tool in this (fresh) process: seconds end to end, CPU seconds, rows kept, the build's phases."""
     if tool == "curator":
-        from curator.build import parse_recipe, run_build
-
-        recipe = parse_recipe({"input": str(data), "task": "gsm8k", "filters": RECIPE, "output": str(out / "out"),
-                               "cache": str(out / "cache")}, base_dir=out)
-        started, cpu = time.perf_counter(), time.process_time()
-        result = run_build(recipe, progress=False)
-        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-        return {"seconds": seconds, "cpu": cpu, "kept": result.manifest["rows_out"],
-                "phases": result.manifest.get("phases", {})}
+        return run_curator(data, out)
     import filter_peers
 
     run = getattr(filter_peers, PEERS[tool])
@@ -243,14 +238,15 @@ def measured_build(path: Path, executor: str) -> dict:
         ray.init(include_dashboard=False, log_to_driver=False)
     start_up = time.perf_counter() - started
     work = Path(tempfile.mkdtemp())
-    seconds, kept = run_curator(path, work, executor)
+    built = run_curator(path, work, executor)
     peak[0] = max(peak[0], tree_pss_mib(os.getpid()))
     done.set()
     if executor == "ray":
         ray.shutdown()
     status = Path("/proc/self/status").read_text().splitlines()
     hwm = next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 1024
-    return {"seconds": seconds, "start_up": start_up, "kept": kept, "pss_peak": peak[0], "driver_hwm": hwm}
+    return {"seconds": built["seconds"], "start_up": start_up, "kept": built["kept"], "pss_peak": peak[0],
+            "driver_hwm": hwm}
 
 
 def compare_executors(data: Path, rows: int) -> None:
