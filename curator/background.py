@@ -11,6 +11,7 @@ its threads when the caller is done or fails.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import queue
 import threading
@@ -71,18 +72,33 @@ def handed_over(produce: Callable[[Callable[[T], bool]], Any], *, depth: int, na
         thread.join()
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (at most 8: more threads than that only contend for the GIL)."""
+    return max(1, min(len(os.sched_getaffinity(0)), 8))
+
+
+def shared_workers(pools: int) -> int:
+    """Workers for each of ``pools`` :func:`mapped` pools that run at once, one stage after another of a pipeline.
+
+    The CPUs are shared out, at least one each. More would not run more at once, only hold more batches
+    in memory: on two cores, two pools of two workers took 10-15 % more CPU than two of one (most of it
+    the kernel's, giving out fresh pages), and no less time.
+    """
+    return max(1, usable_cpus() // pools)
+
+
 def mapped(call: Callable[[T], R], items: Iterable[T], *, workers: int | None = None) -> Iterator[R]:
     """``call(item)`` for each item, in order, computed by ``workers`` threads a few items ahead of the caller.
 
     Worth it where ``call`` spends most of its time in code that releases the
     GIL (Arrow and numpy kernels): on two cores two batches are then worked
-    on at once. ``workers`` defaults to the CPUs this process may use. At
+    on at once. ``workers`` defaults to :func:`usable_cpus`. At
     most ``workers + 1`` items are taken ahead of the caller (memory stays a
     few batches; one is queued for the first worker to free); a failure is
     raised in the caller's thread when its item's turn comes, and the items
     not yet started are dropped.
     """
-    count = workers or max(1, min(len(os.sched_getaffinity(0)), 8))
+    count = workers or usable_cpus()
     waiting: deque[Future[R]] = deque()
     with ThreadPoolExecutor(count, thread_name_prefix="curator-map") as pool:
         try:
@@ -155,3 +171,23 @@ class Worker:
                 except BaseException as exc:  # raised in the caller's thread
                     self._error, self._failed = exc, True
                 self.cpu += time.thread_time() - started
+
+
+@contextlib.contextmanager
+def imported_meanwhile(module: str) -> Iterator[None]:
+    """Import ``module``, where installed, in a background thread while the block runs; joined when it ends.
+
+    For a module that the block's work will import anyway, from some thread, at a moment when others would
+    wait for it; a failed import is left for that moment to raise.
+    """
+
+    def run() -> None:
+        with contextlib.suppress(Exception):
+            importlib.import_module(module)
+
+    thread = threading.Thread(target=run, name=f"curator-import-{module}")
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()

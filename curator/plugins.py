@@ -111,6 +111,7 @@ def load_entry_point_plugins(pm: pluggy.PluginManager) -> None:
             f"CURATOR_PLUGINS names '{unknown[0]}', which is not an installed plugin "
             f"(installed: {', '.join(sorted(ep.name for ep in installed))})"
         )
+    labels: dict[int, str] = {}  # a distribution's metadata is parsed on every read: once per distribution
     for ep in installed:
         if names is not None and ep.name not in names:
             continue
@@ -122,7 +123,10 @@ def load_entry_point_plugins(pm: pluggy.PluginManager) -> None:
             raise CuratorError(f"plugin '{ep.name}' ({ep.value}) failed to import: {exc}") from exc
         pm.register(plugin, name=ep.name)
         dist = getattr(ep, "dist", None)
-        _DISTRIBUTIONS[ep.name] = f"{dist.metadata['Name']} {dist.version}" if dist else None
+        if dist is not None and id(dist) not in labels:
+            metadata = dist.metadata
+            labels[id(dist)] = f"{metadata['Name']} {metadata['Version']}"
+        _DISTRIBUTIONS[ep.name] = labels[id(dist)] if dist is not None else None
     pm.check_pending()
 
 

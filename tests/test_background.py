@@ -96,3 +96,28 @@ def test_mapped_reads_only_a_few_items_ahead_of_the_caller():
     assert [next(results) for _ in range(3)] == [0, 1, 2]
     assert len(pulled) <= 3 + 2 * 2 + 1  # what was handed back, what waits, the one in hand
     results.close()
+
+
+def test_a_module_imported_meanwhile_is_imported_by_the_end_of_the_block(tmp_path, monkeypatch):
+    import sys
+
+    from curator.background import imported_meanwhile
+
+    (tmp_path / "slow_to_import.py").write_text("import time\ntime.sleep(0.2)\nLOADED = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "slow_to_import", raising=False)
+    with imported_meanwhile("slow_to_import"):
+        pass  # the block does not wait for the import: the end of it does
+    assert sys.modules["slow_to_import"].LOADED
+    with imported_meanwhile("no_module_of_this_name"):  # not installed: nothing to do, nothing raised
+        pass
+
+
+@pytest.mark.parametrize(("cpus", "each"), [(1, 1), (2, 1), (3, 1), (6, 3), (64, 4)])
+def test_pools_that_run_at_once_share_the_cpus(monkeypatch, cpus, each):
+    import os
+
+    from curator.background import shared_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)))
+    assert shared_workers(2) == each

@@ -162,3 +162,16 @@ def test_dictionary_encoded_text_columns_are_read_as_text(tmp_path):
     assert manifest["rows_out"] == 3
     assert {curated.schema.field(c).type for c in ("id", "question", "model", "source")} == {pa.string()}
     assert curated.column("source").to_pylist() == ["x", "y", "x"]
+
+
+def test_the_fingerprint_is_the_xxh3_of_the_bytes_and_an_empty_file_has_one(tmp_path):
+    import xxhash
+
+    data = tmp_path / "c.jsonl"
+    data.write_text(json.dumps(ROW) + "\n")
+    assert Source.open(data).fingerprint() == xxhash.xxh3_128(data.read_bytes()).hexdigest()
+    data.write_text(json.dumps({**ROW, "sample": 1}) + "\n")  # another content, another fingerprint
+    assert Source.open(data).fingerprint() == xxhash.xxh3_128(data.read_bytes()).hexdigest()
+    empty = tmp_path / "empty.jsonl"
+    empty.touch()
+    assert Source.open(empty).fingerprint() == xxhash.xxh3_128().hexdigest()

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from curator.background import Worker, mapped
+from curator.background import Worker, mapped, shared_workers
 from curator.build.output import OutputWriter, StepRows, output_batch
 from curator.build.phases import Phases
 from curator.build.planning import PlannedStep
@@ -196,7 +196,8 @@ class OnePass:
                     next_part: list[int], used: list[dict[int, None]], facts: list[dict[str, Any]],
                     verdicts: list[BuildState]) -> None:
         """The build's thread, batch by batch in order: the reports, the new scores queued, the rows written."""
-        for done in self.phases.timed("score", mapped(self._through_steps, batches)):
+        # the input's answering and hashing is the other pool of this pipeline (see ``prepare``)
+        for done in self.phases.timed("score", mapped(self._through_steps, batches, workers=shared_workers(2))):
             verdicts.append(done.verdict)
             for position, (planned, did) in enumerate(zip(self.steps, done.steps)):
                 if did is None:

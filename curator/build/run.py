@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from curator.background import mapped
+from curator.background import imported_meanwhile, mapped
 from curator.build.dataset import write_dataset
 from curator.build.manifest import build_manifest
 from curator.build.one_pass import OnePass, one_pass_stats
@@ -61,16 +61,19 @@ def run_build(
 ) -> BuildResult:
     """Run a recipe end to end; see the module docstring for the passes."""
     started = time.time()
-    registry = registry or get_registry()
-    output_dir = output_dir or recipe.output
-    if output_dir is None:
-        raise CuratorError(f"{recipe.source or 'recipe'}: no 'output' given (set it, or pass --output)")
-    writes = ["manifest.json", "curated.parquet", "rejected.parquet",
-              *(f"rejected-{step.name}.parquet" for step in recipe.steps if recipe.rejected_by_step)]
-    local_input = recipe.input if isinstance(recipe.input, Path) else None  # hf:NAME is no file it could overwrite
-    with output_lock(output_dir, "build", inputs=[local_input, recipe.source], writes=writes), \
-            cache_in_use(recipe.cache_dir()):
-        return _build(recipe, output_dir, progress, registry, started)
+    # pyarrow imports pandas, where installed, at its first conversion of numpy or Python values: 0.2 s with the
+    # GIL held, which would stall the first batch. Begun now, it overlaps the fingerprint and the first read.
+    with imported_meanwhile("pandas"):
+        registry = registry or get_registry()
+        output_dir = output_dir or recipe.output
+        if output_dir is None:
+            raise CuratorError(f"{recipe.source or 'recipe'}: no 'output' given (set it, or pass --output)")
+        writes = ["manifest.json", "curated.parquet", "rejected.parquet",
+                  *(f"rejected-{step.name}.parquet" for step in recipe.steps if recipe.rejected_by_step)]
+        local_input = recipe.input if isinstance(recipe.input, Path) else None  # hf:NAME is no file it overwrites
+        with output_lock(output_dir, "build", inputs=[local_input, recipe.source], writes=writes), \
+                cache_in_use(recipe.cache_dir()):
+            return _build(recipe, output_dir, progress, registry, started)
 
 
 def _build(recipe: Recipe, output_dir: Path, progress: bool | None, registry: Registry,

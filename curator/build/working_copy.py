@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
-from curator.background import Worker, mapped, prefetched
+from curator.background import Worker, mapped, prefetched, shared_workers
 from curator.build.fingerprints import code_fingerprint
 from curator.build.phases import Phases
 from curator.build.row_keys import row_hashes, schema_digest, value_hashes
@@ -305,7 +305,8 @@ def _write_working_copy(source: Source, task: Task, dest: Path | None, keys_dest
 
     Both are mostly Arrow and numpy kernels that release the GIL, so on two
     cores two batches are answered and hashed at once; only the hashing of
-    long texts (one XXH3 call per value) holds it.
+    long texts (one XXH3 call per value) holds it. A stream's own pool (the
+    one pass's steps) runs beside this one, and they share the CPUs.
     """
     out = _CopyWriter(dest, keys_dest, hashed=keys_dest is not None or stream is not None)
     filled_answer = False
@@ -319,7 +320,8 @@ def _write_working_copy(source: Source, task: Task, dest: Path | None, keys_dest
     def written() -> Iterator[FreshBatch]:
         nonlocal filled_answer
         aligned = prefetched(_aligned_batches(source, batch_rows))
-        for item in phases.timed("read and answer", mapped(answered_and_keyed, aligned)):
+        workers = None if stream is None else shared_workers(2)
+        for item in phases.timed("read and answer", mapped(answered_and_keyed, aligned, workers=workers)):
             with phases.timing("working copy"):
                 fresh = out.write(item)
             filled_answer = item.filled_answer  # the last batch's says
