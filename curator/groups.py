@@ -49,6 +49,9 @@ def warn_repeated_samples(batch: pa.RecordBatch) -> None:
     given = np.flatnonzero(samples.is_valid().to_numpy(zero_copy_only=False))
     groups = group_index(batch.column("id"))[given]
     numbers = pc.cast(samples, pa.int64()).to_numpy(zero_copy_only=False)[given]
+    same_group = groups[1:] == groups[:-1]
+    if not (same_group & (numbers[1:] <= numbers[:-1])).any():  # numbered upwards in each question, as usual
+        return
     order = np.lexsort((numbers, groups))  # rows of a question by sample number: a repeat sits next to its twin
     same = (groups[order][1:] == groups[order][:-1]) & (numbers[order][1:] == numbers[order][:-1])
     if not same.any():

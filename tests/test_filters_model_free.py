@@ -245,3 +245,22 @@ def test_weighted_vote_gives_a_null_logprob_no_weight():
     result = run_filter("majority_vote", table, weight_by="logprob")
     assert result.column("vote_answer").to_pylist() == ["2"] * 3
     assert result.column("vote_share").to_pylist()[0] == pytest.approx(1.0)
+
+
+
+@pytest.mark.parametrize(("ids", "samples", "repeats"), [
+    ("aaabb", [0, 1, 2, 0, 1], 0), ("aaabb", [2, 0, 1, 1, 0], 0), ("aaabb", [0, 1, 0, 5, 6], 2),
+    ("aaabb", [3, 3, 1, 0, 2], 2), ("aabcd", [0, 1, 2, 2, 2], 0),
+])
+def test_repeated_samples_are_found_in_any_order_within_their_question(ids, samples, repeats):
+    import warnings
+
+    import pyarrow as pa
+
+    from curator.groups import warn_repeated_samples
+
+    batch = pa.record_batch({"id": list(ids), "sample": pa.array(samples, pa.int32())})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warn_repeated_samples(batch)
+    assert [str(w.message).split()[0] for w in caught] == ([str(repeats)] if repeats else [])
