@@ -39,7 +39,7 @@ from curator.build.phases import Phases
 from curator.build.planning import PlannedStep
 from curator.build.recipe import Recipe
 from curator.build.row_keys import group_scope_keys
-from curator.build.score_cache import KEY_COLUMNS, key_columns
+from curator.build.score_cache import KEY_COLUMNS, key_columns, parts_in_order
 from curator.build.scoring import ModelPool, ScoredRows, StepWork, rows_to_score, score_rows
 from curator.build.selection import BuildState, select_rows
 from curator.build.step_scores import ROW
@@ -215,7 +215,7 @@ class OnePass:
                     report["rows_scored"] += did.new.table.num_rows
                     report["score_seconds"] += did.new.seconds
                     facts[position] = did.new.facts or facts[position]
-                used[position].update(dict.fromkeys(parts[np.sort(np.unique(parts, return_index=True)[1])].tolist()))
+                used[position].update(dict.fromkeys(parts_in_order(parts)))
             with self.phases.timing("write outputs"):
                 self._write(done)
             advance(len(done.verdict.reach))

@@ -34,6 +34,7 @@ from curator.build.phases import Phases
 from curator.build.planning import PlannedStep, bind_inputs, plan_steps
 from curator.build.recipe import Recipe
 from curator.build.row_keys import group_scope_keys
+from curator.build.score_cache import parts_in_order
 from curator.build.scoring import Executor, ScoringJob, StepWork, check_executor, open_executor
 from curator.build.selection import BuildState, select_rows
 from curator.build.step_scores import PART, PART_ROW, ROW, StepPlan, StepScores
@@ -245,7 +246,7 @@ def _gather(planned: PlannedStep, prepared: Prepared, plan: StepPlan, new_parts:
             part[todo], row[todo] = new_parts[index], np.arange(int(todo.sum()), dtype=np.int32)
         scores = planned.store.take(part, row, planned.filter.columns)
         gathered.write(index, scores.add_column(0, ROW, located.column(ROW)))
-        used.update(dict.fromkeys(part[np.sort(np.unique(part, return_index=True)[1])].tolist()))
+        used.update(dict.fromkeys(parts_in_order(part)))
     planned.report["warnings"] = [message for _, message in planned.store.warnings_of(np.array(list(used)))]
     return gathered
 

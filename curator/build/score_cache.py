@@ -48,6 +48,15 @@ def keys_of(table: pa.Table | pa.RecordBatch) -> np.ndarray:
     return np.stack([hi, lo], axis=1) if len(hi) else np.zeros((0, 2), np.uint64)
 
 
+def parts_in_order(parts: np.ndarray) -> list[int]:
+    """The distinct part numbers of ``parts``, in the order they first appear (the order of their warnings)."""
+    if not len(parts):
+        return []
+    if parts[0] == parts[-1] and (parts == parts[0]).all():  # a batch's rows all from one part, as usual
+        return [int(parts[0])]
+    return parts[np.sort(np.unique(parts, return_index=True)[1])].tolist()
+
+
 class ScoreStore:
     """The cached scores of one step configuration: look rows up by key, append new ones."""
 
