@@ -26,7 +26,9 @@ import pyarrow.parquet as pq
 from curator.background import Worker
 from curator.outputs import write_json
 
-ROW_GROUP_ROWS = 65_536
+ROW_GROUP_ROWS = 32_768
+"""Rows gathered into one row group: enough to compress well, few enough that each writing thread holds about
+a batch (with twice as many, a build took 3 % longer on 2 cores, the extra in the kernel giving out memory)."""
 DICTIONARY_BYTES = 64
 """Text columns whose first values average more bytes than this are written without a dictionary (it would
 overflow and fall back anyway, after hashing every value)."""
@@ -123,7 +125,7 @@ class OutputWriter:
         return self._workers["curated" if target == "curated" else "rejected"]
 
     def _write(self, target: str, batch: pa.RecordBatch) -> None:
-        """Row groups of about ``ROW_GROUP_ROWS`` rows: fewer, larger groups compress and write faster."""
+        """Row groups of about ``ROW_GROUP_ROWS`` rows: the parts of several batches go into one."""
         pending = self._pending[target]
         pending.append(batch)
         if sum(b.num_rows for b in pending) >= ROW_GROUP_ROWS:
