@@ -114,7 +114,7 @@ class Source:
                 # pre_buffer keeps every row group read so far alive until the
                 # iterator ends: memory would grow with the file. Buffered reads and
                 # one decoding thread hold less of a row group at a time; a build
-                # decodes in a thread of its own and works on two batches at once.
+                # decodes in a thread of its own, beside those that work on the batches.
                 yield from pq.ParquetFile(self.path, pre_buffer=False, buffer_size=1 << 22).iter_batches(
                     batch_size=batch_rows, use_threads=False)
             except (pa.ArrowInvalid, OSError) as exc:

@@ -1,4 +1,4 @@
-"""The one-pass build: each batch through every step and into the output files, two batches at a time.
+"""The one-pass build: each batch through every step and into the output files while the next is read.
 
 A step's ``select`` is given what ``fit`` drew from the scores of every row
 that reached the step, so in general each step needs a pass of its own
@@ -8,9 +8,10 @@ no step's does, and no step runs a model, all of that is one pass over the
 input, as it is read, answered and hashed, and no working copy is kept (a
 copy another build left is read instead of the input). Each batch is looked
 up in every step's cache, scored where the cache lacks it, selected and split
-into its files' rows by a worker thread, two batches at once (Arrow and numpy
-release the GIL); the build's own thread queues the new scores for storing
-and the rows for the writers, in order. Whether a fit draws on the scores is
+into its files' rows by a worker thread, while the input's own workers answer
+and hash the next batches (Arrow and numpy release the GIL; the two pools share
+the CPUs); the build's own thread queues the new scores for storing and the
+rows for the writers, in order. Whether a fit draws on the scores is
 found by asking it: it is first called with scores that stop it at the first
 read (:func:`fit_without_scores`).
 
