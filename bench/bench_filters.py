@@ -6,7 +6,8 @@ through answer parsing + correctness + majority_vote + entropy, Parquet in,
 curated and rejected Parquet out: with ``curator build`` (fresh cache) and
 with each peer written as well as we could (``filter_peers``; install them
 with ``pip install -e '.[bench]'``). Each run is a fresh process; the tools
-take turns, ``--repeat`` times, in an order that rotates each time, and medians are reported with curator's
+take turns in an order where each is measured once right after each tool,
+itself included (:func:`balanced_order`), ``--repeat`` rounds of that, and medians are reported with curator's
 speed-up over each (median of the paired ratios), the check that each peer
 wrote the same split (every column of every row), and the share of the
 build's time spent on what makes it resumable (see
@@ -151,28 +152,44 @@ def differences(ours: Path, theirs: Path) -> dict[str, int]:
     return found
 
 
+def balanced_order(count: int) -> list[int]:
+    """Tool numbers in an order where every ordered pair (a, b), ``a == b`` too, follows once: a de Bruijn sequence.
+
+    A run is slowed by the one before it (what the memory another process just freed costs to hand out
+    again, on this VM up to 0.9 s of kernel time, see ``bench/RESULTS.md``), so each tool is measured once
+    after each tool. Built by always taking the highest tool not yet run after the last one, which covers
+    every pair; the order ends with the tool it starts with.
+    """
+    order, used = [0], set()
+    while (after := next((b for b in reversed(range(count)) if (order[-1], b) not in used), None)) is not None:
+        used.add((order[-1], after))
+        order.append(after)
+    assert len(used) == count * count and order[-1] == order[0]
+    return order
+
+
 def compare_speed(data: Path, rows: int, work: Path, peers: list[str], repeat: int) -> None:
-    """Each tool in a fresh process, interleaved, ``repeat`` times; medians, ratios and the equality check."""
+    """Each tool in a fresh process, ``repeat`` rounds of :func:`balanced_order`; medians, ratios and the equality check."""
     from curator.build.phases import RESUME
 
     runs: dict[str, list[dict]] = {tool: [] for tool in ["curator", *peers]}
     checked: dict[str, dict[str, int]] = {}
     tools = list(runs)
+    order = balanced_order(len(tools))
+    reference = work / "curator-first"  # a curator build (the order starts with it), which the first measured
+    run_child("curator", data, reference)  # run follows; not counted: each peer's split is checked against it
     for rep in range(repeat):
-        # the order turns each repetition: a tool's run is slowed by the one before it (the memory and the
-        # page cache it leaves), so none may always follow the same one
-        for tool in tools[rep % len(tools):] + tools[: rep % len(tools)]:
-            out = work / f"{tool}-{rep}"
+        for number, tool in enumerate(tools[i] for i in order[1:]):
+            out = work / f"{tool}-{rep}-{number}"
             runs[tool].append(run_child(tool, data, out))
-            if tool != "curator" and tool not in checked and (work / "curator-0").exists():
-                checked[tool] = ({} if tool == "datasets" else differences(work / "curator-0" / "out", out))
-            if rep or tool != "curator":
-                shutil.rmtree(out, ignore_errors=True)
-        print(f"repetition {rep + 1}: " + ", ".join(f"{t} {r[-1]['seconds']:.1f} s" for t, r in runs.items()),
-              flush=True)
-    shutil.rmtree(work / "curator-0", ignore_errors=True)
+            if tool != "curator" and tool not in checked:
+                checked[tool] = ({} if tool == "datasets" else differences(reference / "out", out))
+            shutil.rmtree(out, ignore_errors=True)
+        print(f"round {rep + 1}: " + ", ".join(f"{t} " + " / ".join(f"{r['seconds']:.1f}" for r in results[-len(tools):])
+                                              + " s" for t, results in runs.items()), flush=True)
+    shutil.rmtree(reference, ignore_errors=True)
     ours = runs["curator"]
-    print(f"rows: {rows:,}; {repeat} interleaved repetitions, each tool in a fresh process; medians")
+    print(f"rows: {rows:,}; {repeat} rounds, each tool measured in a fresh process once after each tool; medians")
     print(f"{'tool':14} {'rows/s':>9} {'seconds':>8} {'cpu s':>6} {'kept':>8}  curator ÷ tool")
     for tool, results in runs.items():
         seconds = statistics.median(r["seconds"] for r in results)
@@ -287,7 +304,8 @@ def main() -> None:
                         help="ray: compare the two executors on the same rows instead of curator with datasets")
     parser.add_argument("--peers", default="polars,duckdb",
                         help="comma-separated, from: " + ", ".join(PEERS) + " (datasets: ~10x slower)")
-    parser.add_argument("--repeat", type=int, default=3, help="interleaved repetitions (medians are reported)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="rounds, each measuring every tool once after each tool (medians are reported)")
     parser.add_argument("--child", choices=["local", "ray"], help=argparse.SUPPRESS)
     parser.add_argument("--child-tool", choices=["curator", *PEERS], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)

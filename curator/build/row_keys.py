@@ -165,10 +165,13 @@ def _nulls_marked(hashes: np.ndarray, column: pa.Array) -> np.ndarray:
 def _mix(x: np.ndarray) -> np.ndarray:
     """SplitMix64's finaliser: a bijection of 64-bit values that spreads every input bit over every output bit."""
     with np.errstate(over="ignore"):
-        z = x + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
+        z = x + np.uint64(0x9E3779B97F4A7C15)  # the one new array: the steps below work in place
+        z ^= z >> np.uint64(30)
+        z *= np.uint64(0xBF58476D1CE4E5B9)
+        z ^= z >> np.uint64(27)
+        z *= np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+        return z
 
 
 def group_scope_keys(hashes: np.ndarray, groups: np.ndarray) -> np.ndarray:
