@@ -21,7 +21,7 @@ import math
 import types
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -149,6 +149,16 @@ class Filter(ABC):
     def select(self, batch: pa.RecordBatch, stats: Mapping[str, Any]) -> Selection:
         """Keep (and weight) the rows of a batch holding input and score columns."""
 
+    def reads(self, batch: pa.RecordBatch) -> Collection[str] | None:
+        """The input columns :meth:`score` and :meth:`select` read from this batch; None (the default): all.
+
+        Only these (of those the batch has) and ``requires`` are handed to
+        them. A step after the first is given a copy of the rows that reach
+        it, and a rationale it never reads need not be copied: on 1M rows
+        of three model-free steps, that was 6 % of a build's time.
+        """
+        return None
+
     def describe(self) -> dict[str, Any]:
         """Facts learnt while scoring that belong in the manifest (e.g. a validation loss)."""
         return {}
@@ -237,6 +247,16 @@ CUT_RULES: dict[str, str] = {
 }
 _TIE_SEPARATOR = "\x1f"
 _MASK64 = 0xFFFFFFFFFFFFFFFF
+
+
+def columns_read(filter: Filter, batch: pa.RecordBatch) -> list[str] | None:
+    """The columns of ``batch`` that ``filter`` is handed (:meth:`Filter.reads` and ``requires``, in the batch's
+    order); None where it reads them all."""
+    declared = filter.reads(batch)
+    if declared is None:
+        return None
+    wanted = {*declared, *filter.requires}
+    return [name for name in batch.schema.names if name in wanted]
 
 
 def content_hashes(columns: Sequence[pa.Array | pa.ChunkedArray]) -> np.ndarray:

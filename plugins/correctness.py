@@ -30,6 +30,9 @@ class Correctness(Filter):
     def select(self, batch: pa.RecordBatch, stats: Mapping[str, Any]) -> Selection:
         return Selection(keep=batch.column("correct"))
 
+    def reads(self, batch: pa.RecordBatch) -> tuple[str, ...]:
+        return ("answer", "reference")
+
 
 @hookimpl
 def register_filters(register: RegisterFilter) -> None:

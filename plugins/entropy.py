@@ -120,6 +120,13 @@ class Entropy(Filter):
                 bound = "between 0 and 1 (the normalised entropy H / ln n)" if self.normalize else "0 or more"
                 raise CuratorError(f"filter step '{step}': option 'threshold' must be {bound}, got {self.threshold}")
 
+    def reads(self, batch: pa.RecordBatch) -> set[str]:
+        names = {"id", "answer", "sample"}
+        samples = batch.column("sample") if "sample" in batch.schema.names else None
+        if self.require_marker or samples is None or samples.null_count:
+            names.add("rationale")  # where the marker is looked for; and what tells apart rows without a sample
+        return names
+
     def score(self, batch: pa.RecordBatch, context: FilterContext) -> dict[str, pa.Array]:
         answers = batch.column("answer")
         if self.require_marker:

@@ -54,6 +54,9 @@ class MajorityVote(Filter):
     def validate(self, step: str) -> None:
         check_range(self.min_share, 0, 1, step, "min_share")
 
+    def reads(self, batch: pa.RecordBatch) -> tuple[str, ...]:
+        return ("id", "answer", "sample", "logprob", "n_tokens")
+
     def score(self, batch: pa.RecordBatch, context: FilterContext) -> dict[str, pa.Array]:
         weights = None
         if self.weight_by == "logprob":

@@ -40,7 +40,7 @@ class LocalExecutor:
 
         def scored(item: tuple[tuple[int, int, pa.RecordBatch], pa.RecordBatch]) -> ScoredRows:
             (index, first_row, batch), todo = item
-            return score_rows(job.work, index, rows_to_score(batch, first_row, todo), context, progress)
+            return score_rows(job.work, index, rows_to_score(batch, first_row, todo, job.work.filter), context, progress)
 
         yield from (map if job.work.filter.uses_model else mapped)(scored, work)
 

@@ -45,7 +45,7 @@ from curator.build.scoring import ModelPool, ScoredRows, StepWork, rows_to_score
 from curator.build.selection import BuildState, select_rows
 from curator.build.step_scores import ROW
 from curator.build.working_copy import FreshBatch, Prepared
-from curator.filter import Filter, FilterContext
+from curator.filter import Filter, FilterContext, columns_read
 from curator.progress import progress_bar
 from curator.task import Task
 
@@ -244,7 +244,9 @@ class OnePass:
                 did.append(None)
                 continue
             with self.phases.timing("score", wall=False):
-                reached = batch if len(rows) == n else batch.take(pa.array(rows))
+                columns = columns_read(planned.filter, batch)
+                shown = batch if columns is None else batch.select(columns)
+                reached = shown if len(rows) == n else shown.take(pa.array(rows))
             step = self._step(position, planned, index, reached, rows, hashes, groups)
             with self.phases.timing("select", wall=False):
                 keep, scale, step.select_seconds = select_rows(planned, reached, step.scores, self.stats[position])

@@ -30,7 +30,7 @@ from curator.build.scoring import ModelPool, ScoredRows, ScoringJob, StepWork, r
 from curator.build.step_scores import StepPlan
 from curator.build.working_copy import Prepared
 from curator.errors import CuratorError
-from curator.filter import FilterContext
+from curator.filter import Filter, FilterContext
 
 PACKED = pa.schema([("unit", pa.int64()), ("rows", pa.int64()), ("data", pa.large_binary())])
 PACKERS = 2
@@ -83,8 +83,8 @@ class RayExecutor:
         units = ray.data.from_items([{"unit": i} for i in job.plan.todo_batches],
                                     override_num_blocks=min(len(job.plan.todo_batches), 64))
         driver_node = {"ray.io/node-id": ray.get_runtime_context().get_node_id()}
-        packed = units.map_batches(partial(_pack, prepared=job.prepared, plan_path=job.plan.path),
-                                   batch_format="pyarrow", batch_size=1, num_cpus=0, label_selector=driver_node,
+        pack = partial(_pack, prepared=job.prepared, plan_path=job.plan.path, filter=job.work.filter)
+        packed = units.map_batches(pack, batch_format="pyarrow", batch_size=1, num_cpus=0, label_selector=driver_node,
                                    compute=ray.data.TaskPoolStrategy(size=PACKERS))
         resources = {k: v for k, v in workers.items() if k.startswith("num_")}
         if workers["kind"] == "actors":  # a model loads once per actor
@@ -115,12 +115,13 @@ class RayExecutor:
             ray.shutdown()
 
 
-def _pack(units: pa.Table, *, prepared: Prepared, plan_path: Path) -> pa.Table:
-    """First stage, on the driver's node: each working-copy batch's rows to score, as one row of IPC bytes."""
+def _pack(units: pa.Table, *, prepared: Prepared, plan_path: Path, filter: Filter) -> pa.Table:
+    """First stage, on the driver's node: each working-copy batch's rows to score (the columns ``filter`` reads),
+    as one row of IPC bytes."""
     plan = StepPlan.reader(plan_path)
     out: dict[str, list[Any]] = {"unit": [], "rows": [], "data": []}
     for index, first_row, batch in prepared.batches(units.column("unit").to_pylist()):
-        rows = rows_to_score(batch, first_row, plan.todo_rows(index))
+        rows = rows_to_score(batch, first_row, plan.todo_rows(index), filter)
         out["unit"].append(index)
         out["rows"].append(rows.num_rows)
         out["data"].append(_to_bytes(pa.Table.from_batches([rows])))
