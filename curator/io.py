@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from curator.hf import DatasetName
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
+FINGERPRINT_CHUNK = 16 << 20
+"""Bytes of a mapped file hashed at a time, then let go of (a multiple of any page size)."""
 ARROW_SUFFIXES = (".arrow", ".ipc", ".feather")
 
 
@@ -82,13 +84,10 @@ class Source:
         """A hash of the content (XXH3-128: stable, and fast), so a copy of the same candidates shares the cache."""
         digest = xxhash.xxh3_128()
         for file in self.files():
-            # mapped, so hashed in one call that releases the GIL (a build begins other work meanwhile), without
-            # copying the file into fresh memory
             with open(file, "rb") as handle:
-                if os.fstat(handle.fileno()).st_size == 0:  # nothing to map
-                    continue
-                with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                    digest.update(mapped)
+                size = os.fstat(handle.fileno()).st_size
+                if size:  # an empty file cannot be mapped, and adds nothing
+                    _hash_mapped(handle.fileno(), size, digest)
         return digest.hexdigest()
 
     def num_rows(self) -> int | None:
@@ -195,6 +194,17 @@ def _ipc_batches(path: Path) -> Iterator[pa.RecordBatch]:
             yield from ipc.open_stream(handle)
     except pa.ArrowInvalid as exc:
         raise CuratorError(f"{path}: not an Arrow IPC file or stream ({exc})") from None
+
+
+def _hash_mapped(fd: int, size: int, digest: Any) -> None:
+    """Hash a file through a mapping: no copy into fresh memory, and each call releases the GIL (a build's other
+    threads work meanwhile). Each chunk's pages are let go of once hashed, or the whole file would count in the
+    process's resident memory."""
+    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mapped, memoryview(mapped) as view:
+        for start in range(0, size, FINGERPRINT_CHUNK):
+            digest.update(view[start : start + FINGERPRINT_CHUNK])
+            if hasattr(mmap, "MADV_DONTNEED"):
+                mapped.madvise(mmap.MADV_DONTNEED, start, min(FINGERPRINT_CHUNK, size - start))
 
 
 def conform(

@@ -175,3 +175,24 @@ def test_the_fingerprint_is_the_xxh3_of_the_bytes_and_an_empty_file_has_one(tmp_
     empty = tmp_path / "empty.jsonl"
     empty.touch()
     assert Source.open(empty).fingerprint() == xxhash.xxh3_128().hexdigest()
+
+
+def test_the_fingerprint_leaves_no_more_of_a_large_file_resident_than_a_chunk(tmp_path):
+    import numpy as np
+    import xxhash
+
+    from curator.io import FINGERPRINT_CHUNK
+
+    big = tmp_path / "big.jsonl"
+    with big.open("wb") as out:
+        for _ in range(12):
+            out.write(np.random.default_rng(0).bytes(16 << 20))  # 192 MiB, in the page cache once written
+    code = ("import sys; from curator.io import Source; s = Source.open(sys.argv[1]); "
+            "base = int(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmRSS'))); "
+            "f = s.fingerprint(); "
+            "peak = int(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM'))); "
+            "print(f, peak - base)")
+    digest, grown = subprocess.run([sys.executable, "-c", code, str(big)], capture_output=True, text=True,
+                                   check=True).stdout.split()
+    assert digest == xxhash.xxh3_128(big.read_bytes()).hexdigest()
+    assert int(grown) << 10 < 3 * FINGERPRINT_CHUNK  # KiB: a chunk or two mapped at a time, not 192 MiB
