@@ -99,8 +99,9 @@ def peak_rss_of_build(path: Path) -> float:
     """
     here = str(Path(__file__).parent)
     code = (f"import sys, tempfile, pathlib; sys.path.insert(0, {here!r}); import bench_filters as b; "
-            f"w = pathlib.Path(tempfile.mkdtemp()); b.run_curator(pathlib.Path({str(path)!r}), w); "
-            "print(next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')) / 1024)")
+            f"w = tempfile.TemporaryDirectory(); b.run_curator(pathlib.Path({str(path)!r}), pathlib.Path(w.name)); "
+            "print(next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')) / 1024); "
+            "w.cleanup()")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
