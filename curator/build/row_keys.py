@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -49,18 +50,20 @@ def schema_digest(schema: pa.Schema) -> str:
     return hashlib.blake2b(json.dumps(described).encode(), digest_size=16).hexdigest()
 
 
-def row_hashes(batch: pa.RecordBatch) -> np.ndarray:
+def row_hashes(batch: pa.RecordBatch, known: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
     """The content hash of every row: its columns' value hashes, combined by column place.
 
     Two rows get the same hash only where every column holds the same value
-    (a null differs from every value, an empty string included).
+    (a null differs from every value, an empty string included). ``known``
+    holds the :func:`value_hashes` of columns the caller hashed already.
     """
     # Each column's hashes times an odd number of its own, summed, then mixed: a row that differs in any
     # column changes the sum by an odd multiple of a pseudo-random difference, which cancels only by chance.
     total = np.zeros((batch.num_rows, 2), dtype=np.uint64)
     with np.errstate(over="ignore"):
-        for place, column in enumerate(batch.columns):
-            total += value_hashes(column) * (np.uint64(2 * place + 1) * _COLUMN)
+        for place, (name, column) in enumerate(zip(batch.schema.names, batch.columns)):
+            hashes = known[name] if known is not None and name in known else value_hashes(column)
+            total += hashes * (np.uint64(2 * place + 1) * _COLUMN)
     return _mix(total)
 
 

@@ -234,9 +234,12 @@ class _Keyed:
         key holds: only the input's own columns are hashed."""
         ids = batch.column("id")
         starts = group_starts(ids)
+        if not with_hashes:
+            return cls(batch, filled_answer, starts, value_hashes(ids.take(starts))[:, 0].view(np.int64), None)
+        id_hashes = value_hashes(ids)  # for the rows' hashes, and the groups' at their starts
         hashed = batch.drop_columns(["answer"]) if filled_answer else batch
-        return cls(batch, filled_answer, starts, value_hashes(ids.take(starts))[:, 0].view(np.int64),
-                   row_hashes(hashed) if with_hashes else None)
+        return cls(batch, filled_answer, starts, id_hashes[starts, 0].view(np.int64),
+                   row_hashes(hashed, {"id": id_hashes}))
 
 
 class _CopyWriter:
