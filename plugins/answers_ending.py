@@ -94,11 +94,15 @@ def _last_bytes(data: np.ndarray, end: np.ndarray) -> np.ndarray:
     return out
 
 
+_WEIGHTS = (WINDOW - np.arange(WINDOW, dtype=np.uint8))[:, None]
+"""Position k weighs ``WINDOW - k``: the heaviest place that holds is the first."""
+
+
 def _first(where: np.ndarray, start: np.ndarray | int) -> np.ndarray:
     """Per row (column), the first position at or after ``start`` where ``where`` holds; ``WINDOW`` where none does."""
-    where = where & (_places >= start)
-    position = np.argmax(where, axis=0)
-    return np.where(where[position, np.arange(where.shape[1])], position, WINDOW)
+    # A maximum down the columns runs over all rows at once (an argmax down them would copy and go row by row).
+    heaviest = (where & (_places >= start)) * _WEIGHTS
+    return WINDOW - np.max(heaviest, axis=0).astype(np.int64)
 
 
 def _marker_ends_at(data: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
