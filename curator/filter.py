@@ -21,7 +21,8 @@ import math
 import types
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -257,6 +258,19 @@ def columns_read(filter: Filter, batch: pa.RecordBatch) -> list[str] | None:
         return None
     wanted = {*declared, *filter.requires}
     return [name for name in batch.schema.names if name in wanted]
+
+
+@contextmanager
+def undeclared_columns_named(filter: Filter, batch: pa.RecordBatch, call: str) -> Iterator[None]:
+    """Turn the ``KeyError`` of a column that ``call`` read but :meth:`Filter.reads` left out into one clear line."""
+    try:
+        yield
+    except KeyError as exc:
+        said = str(exc.args[0]) if exc.args else ""
+        if "does not exist in schema" not in said or filter.reads(batch) is None:
+            raise
+        raise CuratorError(f"{call}: {said}; name the column in its reads() (it was handed: "
+                           f"{', '.join(batch.schema.names)})") from None
 
 
 def content_hashes(columns: Sequence[pa.Array | pa.ChunkedArray]) -> np.ndarray:

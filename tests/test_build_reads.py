@@ -52,10 +52,34 @@ class AnswerLength(Filter):
         return Selection(keep=pc.less_equal(batch.column("answer_length"), self.longest))
 
 
+@dataclass(kw_only=True)
+class Peeker(Filter):
+    """Declares the answer only, then reads the rationale too (in ``score`` or in ``select``)."""
+
+    name = "peeker"
+    columns = ("peeked",)
+    scope = "row"
+    in_select: bool = False
+
+    def reads(self, batch):
+        return ("answer",)
+
+    def score(self, batch, context):
+        if not self.in_select:
+            batch.column("rationale")
+        return {"peeked": pa.array([True] * batch.num_rows)}
+
+    def select(self, batch, stats):
+        if self.in_select:
+            batch.column("rationale")
+        return Selection(keep=batch.column("peeked"))
+
+
 class _Plugin:
     @hookimpl
     def register_filters(register):
         register(AnswerLength)
+        register(Peeker)
 
 
 def _data(tmp_path, nulls: bool = False):
@@ -125,3 +149,14 @@ def test_entropy_reads_the_rationale_only_where_a_marker_or_a_missing_sample_nee
     assert "rationale" not in plain.reads(full)
     assert "rationale" in plain.reads(missing) and "rationale" in plain.reads(without)
     assert "rationale" in marked.reads(full)
+
+
+@pytest.mark.parametrize("in_select", [False, True], ids=["score", "select"])
+def test_a_column_read_but_not_declared_is_named_in_one_line(tmp_path, in_select):
+    from curator import CuratorError
+
+    with pytest.raises(CuratorError) as caught:
+        _build(tmp_path, _data(tmp_path), [{"peeker": {"in_select": in_select}}], "out")
+    said = str(caught.value)
+    assert said.startswith("filter 'peeker' (") and ("select" if in_select else "score") in said
+    assert 'Field "rationale" does not exist' in said and "reads()" in said and "handed: answer" in said

@@ -23,7 +23,7 @@ from curator.build.score_cache import KEY_COLUMNS
 from curator.build.step_scores import ROW, StepPlan
 from curator.build.working_copy import Prepared
 from curator.errors import CuratorError, MissingDependency
-from curator.filter import Filter, FilterContext, columns_read
+from curator.filter import Filter, FilterContext, columns_read, undeclared_columns_named
 from curator.progress import reporting_rows
 from curator.task import Task
 
@@ -145,7 +145,8 @@ def score_rows(work: StepWork, unit: int, rows: pa.RecordBatch, context: FilterC
             shown += count
 
     started = time.perf_counter()
-    with recorded_warnings() as caught, reporting_rows(report):
+    with recorded_warnings() as caught, reporting_rows(report), \
+            undeclared_columns_named(filter, batch, f"filter '{work.filter_name}' ({work.plugin}): score"):
         columns = filter.score(batch, context)
     seconds = time.perf_counter() - started
     report(batch.num_rows - shown)

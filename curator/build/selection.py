@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from curator.build.planning import PlannedStep
 from curator.errors import CuratorError
-from curator.filter import Selection
+from curator.filter import Selection, undeclared_columns_named
 
 
 @dataclass
@@ -70,6 +70,7 @@ def select_rows(planned: PlannedStep, reached: pa.RecordBatch, scores: pa.Table,
         names=[*reached.schema.names, *planned.filter.columns],
     )
     started = time.perf_counter()
-    selection = planned.filter.select(combined, stats)
+    with undeclared_columns_named(planned.filter, combined, f"filter '{planned.step.filter}' ({planned.plugin}): select"):
+        selection = planned.filter.select(combined, stats)
     seconds = time.perf_counter() - started
     return (*check_selection(selection, reached.num_rows, planned), seconds)
