@@ -260,6 +260,12 @@ def columns_read(filter: Filter, batch: pa.RecordBatch) -> list[str] | None:
     return [name for name in batch.schema.names if name in wanted]
 
 
+def handed(filter: Filter, batch: pa.RecordBatch) -> pa.RecordBatch:
+    """``batch`` with only the columns ``filter`` is handed (:func:`columns_read`): a view of it, not a copy."""
+    columns = columns_read(filter, batch)
+    return batch if columns is None else batch.select(columns)
+
+
 @contextmanager
 def undeclared_columns_named(filter: Filter, batch: pa.RecordBatch, call: str) -> Iterator[None]:
     """Turn the ``KeyError`` of a column that ``call`` read but :meth:`Filter.reads` left out into one clear line."""

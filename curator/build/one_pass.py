@@ -45,7 +45,7 @@ from curator.build.scoring import ModelPool, ScoredRows, StepWork, rows_to_score
 from curator.build.selection import BuildState, select_rows
 from curator.build.step_scores import ROW
 from curator.build.working_copy import FreshBatch, Prepared
-from curator.filter import Filter, FilterContext, columns_read
+from curator.filter import Filter, FilterContext, handed
 from curator.progress import progress_bar
 from curator.task import Task
 
@@ -244,8 +244,7 @@ class OnePass:
                 did.append(None)
                 continue
             with self.phases.timing("score", wall=False):
-                columns = columns_read(planned.filter, batch)
-                shown = batch if columns is None else batch.select(columns)
+                shown = handed(planned.filter, batch)
                 reached = shown if len(rows) == n else shown.take(pa.array(rows))
             step = self._step(position, planned, index, reached, rows, hashes, groups)
             with self.phases.timing("select", wall=False):

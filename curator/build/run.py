@@ -40,7 +40,7 @@ from curator.build.selection import BuildState, select_rows
 from curator.build.step_scores import PART, PART_ROW, ROW, StepPlan, StepScores
 from curator.build.working_copy import Prepared, prepare
 from curator.errors import CuratorError
-from curator.filter import columns_read
+from curator.filter import handed
 from curator.io import Source
 from curator.outputs import cache_in_use, output_lock
 from curator.plugins import Registry, get_registry
@@ -270,8 +270,7 @@ def _select(planned: PlannedStep, position: int, prepared: Prepared, plan: StepP
         scores = gathered.read(index)
         if scores.num_rows != len(rows) or not np.array_equal(scores.column(ROW).to_numpy(), rows):
             raise CuratorError(f"the scores of step '{planned.step.name}' do not match the input; re-run the build")
-        columns = columns_read(planned.filter, batch)
-        shown = batch if columns is None else batch.select(columns)
+        shown = handed(planned.filter, batch)
         reached = shown if len(rows) == batch.num_rows else shown.filter(pa.array(reach))
         keep, weight, seconds = select_rows(planned, reached, scores, stats)
         return rows, keep, weight, seconds

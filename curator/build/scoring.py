@@ -23,7 +23,7 @@ from curator.build.score_cache import KEY_COLUMNS
 from curator.build.step_scores import ROW, StepPlan
 from curator.build.working_copy import Prepared
 from curator.errors import CuratorError, MissingDependency
-from curator.filter import Filter, FilterContext, columns_read, undeclared_columns_named
+from curator.filter import Filter, FilterContext, handed, undeclared_columns_named
 from curator.progress import reporting_rows
 from curator.task import Task
 
@@ -119,12 +119,11 @@ def rows_to_score(batch: pa.RecordBatch, first_row: int, todo: pa.RecordBatch, f
                   ) -> pa.RecordBatch:
     """The working-copy rows a plan lists for scoring, in order, with their key columns.
 
-    Given the ``filter``, only the columns it reads (:func:`~curator.filter.columns_read`) are taken.
+    Given the ``filter``, only the columns it is handed (:func:`~curator.filter.handed`) are taken.
     """
     positions = todo.column(ROW).to_numpy() - first_row
     every = len(positions) == batch.num_rows  # rows are listed in order, so these are all of them
-    columns = None if filter is None else columns_read(filter, batch)
-    shown = batch if columns is None else batch.select(columns)
+    shown = batch if filter is None else handed(filter, batch)
     rows = shown if every else shown.take(pa.array(positions))
     return pa.RecordBatch.from_arrays([*rows.columns, *(todo.column(c) for c in KEY_COLUMNS)],
                                       names=[*rows.schema.names, *KEY_COLUMNS])
